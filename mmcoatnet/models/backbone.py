@@ -1,0 +1,150 @@
+"""The CoAtNet backbone: S0 stem, four C-C-T-T stages, S1-S4 feature maps for FPN / UperNet heads."""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, kaiming_init, trunc_normal_init
+from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .archs import ArchSpec, resolve_arch
+from .attention import RelativePositionBias
+from .blocks import CoAtNetStage, MBConv, Stem, TransformerBlock
+
+MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input
+
+
+def halve(size: Tuple[int, int]) -> Tuple[int, int]:
+    """Feature size after a stride-2 layer that keeps partial windows: ceil(size / 2)."""
+    return tuple((s + 1) // 2 for s in size)
+
+
+@MODELS.register_module()
+class CoAtNet(BaseModule):
+    """CoAtNet backbone (Dai et al., "CoAtNet: Marrying Convolution and Attention for All Data Sizes").
+
+    Args:
+        arch: a name from ``ARCH_SETTINGS`` ('coatnet-0' ... 'coatnet-4') or a dict with ``depths``
+            and ``channels`` (and optionally ``stem_channels``, ``block_types``, block options).
+        in_channels: input image channels.
+        out_indices: which of S1-S4 to return (0-3; strides 4, 8, 16, 32).
+        drop_path_rate: stochastic depth rate, rising linearly over all blocks to this value.
+        pretrain_img_size: image size the relative-bias tables are learned for; any other input
+            size resizes them at run time.
+        norm_cfg: norm of the convolutional stem and MBConv stages (BN, SyncBN, ...).
+        frozen_stages: -1 freezes nothing; k >= 0 freezes the stem and stages S1..Sk
+            (parameters and norm statistics).
+        norm_eval: keep every BatchNorm in eval mode during training.
+        with_cp: recompute each block's activations in backward to save memory.
+        init_cfg: mmengine initialisation config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
+    """
+
+    def __init__(self,
+                 arch: ArchSpec = 'coatnet-0',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 drop_path_rate: float = 0.,
+                 pretrain_img_size: Union[int, Tuple[int, int]] = 224,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, list]] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = resolve_arch(arch)
+        self.in_channels = in_channels
+        self.out_indices = tuple(out_indices)
+        for index in self.out_indices:
+            if not 0 <= index < 4:
+                raise ValueError(f'out_indices pick stages S1-S4 as 0-3, got {self.out_indices}')
+        if not -1 <= frozen_stages <= 4:
+            raise ValueError(f'frozen_stages is -1 (none) or 0-4, got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        if isinstance(pretrain_img_size, int):
+            pretrain_img_size = (pretrain_img_size, pretrain_img_size)
+        self.pretrain_img_size = tuple(pretrain_img_size)
+
+        conv_options, transformer_options = self.arch['conv'], self.arch['transformer']
+        self.stem = Stem(in_channels, self.arch['stem_channels'], norm_cfg, conv_options['act'])
+        depths = self.arch['depths']
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        feat_size = halve(self.pretrain_img_size)
+        stage_in = self.arch['stem_channels'][-1]
+        self.stages = nn.ModuleList()
+        for stage_index, (depth, width, kind) in enumerate(
+                zip(depths, self.arch['channels'], self.arch['block_types'])):
+            feat_size = halve(feat_size)
+            blocks = []
+            for block_index in range(depth):
+                block_in = stage_in if block_index == 0 else width
+                stride = 2 if block_index == 0 else 1
+                drop_path = rates[sum(depths[:stage_index]) + block_index]
+                if kind == 'C':
+                    blocks.append(MBConv(block_in, width, stride, conv_options, norm_cfg, drop_path))
+                else:
+                    blocks.append(TransformerBlock(block_in, width, stride, transformer_options,
+                                                   feat_size, drop_path))
+            self.stages.append(CoAtNetStage(blocks, channels_last=(kind == 'T'), with_cp=with_cp))
+            stage_in = width
+        self.out_channels = [self.arch['channels'][i] for i in self.out_indices]
+        self._freeze_stages()
+
+    def _frozen_modules(self):
+        if self.frozen_stages >= 0:
+            yield self.stem
+        yield from self.stages[:max(self.frozen_stages, 0)]
+
+    def _freeze_stages(self):
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    def init_weights(self):
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_init(module, std=0.02, bias=0.)
+            elif isinstance(module, nn.Conv2d):
+                kaiming_init(module, mode='fan_out', nonlinearity='relu', bias=0.)
+            elif isinstance(module, (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+                constant_init(module, 1., bias=0.)
+            elif isinstance(module, RelativePositionBias):
+                trunc_normal_init(module.table, std=0.02)
+
+    def _check_input(self, x: torch.Tensor):
+        if x.dim() != 4:
+            raise ValueError(f'CoAtNet expects a 4-D (N, {self.in_channels}, H, W) batch, '
+                             f'got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'CoAtNet was built for {self.in_channels} input channels '
+                             f'(N, {self.in_channels}, H, W), got shape {tuple(x.shape)}; '
+                             'set in_channels in the backbone config to match the data')
+        if min(x.shape[-2:]) < MIN_INPUT_SIDE:
+            raise ValueError(f'CoAtNet needs H and W of at least {MIN_INPUT_SIDE} '
+                             f'(expected (N, {self.in_channels}, >={MIN_INPUT_SIDE}, '
+                             f'>={MIN_INPUT_SIDE})), got shape {tuple(x.shape)}; '
+                             'resize or pad the images')
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        self._check_input(x)
+        x = self.stem(x)
+        outs = []
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index in self.out_indices:
+                outs.append(x)
+        return tuple(outs)

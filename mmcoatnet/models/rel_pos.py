@@ -1,0 +1,66 @@
+"""Pure functions for CoAtNet's relative position bias: offset indexing, table resizing, bias gathering.
+
+A table holds one learned scalar per head and 2-D offset (dy, dx) of an H x W map, laid out as
+(heads, 2H - 1, 2W - 1) with offset (dy, dx) at row dy + H - 1, column dx + W - 1.
+"""
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+
+Size = Tuple[int, int]
+
+
+def table_size(feat_size: Size) -> Size:
+    """Rows and columns of the bias table that covers every offset of a feature map."""
+    h, w = feat_size
+    return 2 * h - 1, 2 * w - 1
+
+
+def relative_position_index(feat_size: Size) -> torch.Tensor:
+    """(HW, HW) int64 index into the flattened (2H-1)(2W-1) table: entry (i, j) is offset i - j.
+
+    The plain reference indexing; the backbone gathers without this N x N buffer.
+    """
+    h, w = feat_size
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+    coords = torch.stack([ys.flatten(), xs.flatten()])  # (2, HW)
+    offsets = coords[:, :, None] - coords[:, None, :]  # (2, HW, HW): i - j
+    return (offsets[0] + h - 1) * (2 * w - 1) + (offsets[1] + w - 1)
+
+
+def resize_bias_table(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """Bicubic resize of a (heads, 2Hp-1, 2Wp-1) table to the one for an H x W map.
+
+    Returns ``table`` itself when the size already fits, so the pre-training size stays exact.
+    Interpolates in float32 (bicubic in half precision loses the small bias values).
+    """
+    target = table_size(feat_size)
+    if tuple(table.shape[-2:]) == target:
+        return table
+    resized = F.interpolate(
+        table.float().unsqueeze(0), size=target, mode='bicubic', align_corners=False)
+    return resized.squeeze(0).to(table.dtype)
+
+
+def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """(heads, HW, HW) bias with entry (h, i, j) = table[h, y_i - y_j + H - 1, x_i - x_j + W - 1].
+
+    Built by sliding an H x W window over the table: window k at corner k holds
+    table[corner(k) + pos(j)], which is symmetric in (k, j); reversing the key axis turns the sum of
+    positions into the difference. No N x N index tensor is materialised, and the backward pass is a
+    fold (scatter-add) back into the table.
+    """
+    h, w = feat_size
+    heads = table.shape[0]
+    if tuple(table.shape[-2:]) != table_size(feat_size):
+        raise ValueError(
+            f'bias table of shape {tuple(table.shape)} does not fit a {h}x{w} feature map, '
+            f'which needs (heads, {2 * h - 1}, {2 * w - 1}); resize it with resize_bias_table first')
+    windows = F.unfold(table.unsqueeze(0), kernel_size=(h, w))  # (1, heads*HW, HW)
+    return windows.view(heads, h * w, h * w).flip(-1)
+
+
+def relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """The (heads, HW, HW) attention bias for an H x W map from a table of any pre-training size."""
+    return gather_relative_bias(resize_bias_table(table, feat_size), feat_size)

@@ -1,0 +1,92 @@
+import torch
+
+from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias
+from mmcoatnet.models.rel_pos import relative_position_index, resize_bias_table
+
+
+def plain_bias(table, size):
+    return resize_bias_table(table, size).flatten(1)[:, relative_position_index(size)]
+
+
+def reference_attention(attn: RelativeAttention, x: torch.Tensor) -> torch.Tensor:
+    """Straightforward relative attention: softmax(q k^T / sqrt(d) + w[i - j]) v."""
+    b, h, w, _ = x.shape
+    qkv = attn.qkv(x).reshape(b, h * w, attn.num_heads, 3, attn.head_dim)
+    q, k, v = (qkv[..., i, :].transpose(1, 2) for i in range(3))
+    logits = q @ k.transpose(-1, -2) / attn.head_dim ** 0.5
+    logits = logits + plain_bias(attn.rel_pos.table, (h, w))
+    out = logits.softmax(-1) @ v
+    return attn.proj(out.transpose(1, 2).reshape(b, h, w, -1))
+
+
+def test_bias_at_pretraining_size_is_the_plain_gather_bitwise():
+    rel = RelativePositionBias(4, (14, 14))
+    for mode in (True, False):
+        rel.train(mode)
+        assert torch.equal(rel((14, 14)), plain_bias(rel.table, (14, 14)))
+
+
+def test_bias_gradient_reaches_the_table_at_another_size():
+    rel = RelativePositionBias(3, (7, 7)).train()
+    bias = rel((5, 12))
+    assert bias.shape == (3, 60, 60)
+    (bias * torch.randn_like(bias)).sum().backward()
+    assert rel.table.grad.abs().sum() > 0
+
+
+def test_training_mode_keeps_nothing_derived_from_the_table():
+    rel = RelativePositionBias(2, (7, 7)).train()
+    first = rel((9, 9))
+    assert len(rel._cache) == 0
+    with torch.no_grad():
+        rel.table.add_(1.0)
+    assert not torch.equal(rel((9, 9)), first)
+
+
+def test_eval_cache_reuses_sizes_and_is_bounded():
+    rel = RelativePositionBias(2, (7, 7)).eval()
+    with torch.no_grad():
+        first = rel((10, 6))
+        assert rel((10, 6)) is first
+        for side in range(2, 14):
+            rel((side, side))
+    assert len(rel._cache) <= rel.cache_size
+
+
+def test_eval_cache_sees_a_changed_table():
+    rel = RelativePositionBias(2, (7, 7)).eval()
+    with torch.no_grad():
+        before = rel((10, 6))
+        rel.load_state_dict({'table': rel.table + 1.0})
+        after = rel((10, 6))
+    assert torch.allclose(after, before + 1.0, atol=1e-5)
+
+
+def test_eval_with_autograd_does_not_cache_graphs():
+    rel = RelativePositionBias(2, (7, 7)).eval()
+    for _ in range(2):  # a cached graph would fail on the second backward
+        rel((9, 5)).sum().backward()
+    assert len(rel._cache) == 0
+
+
+def test_attention_equals_reference_at_pretraining_and_other_sizes():
+    torch.manual_seed(0)
+    attn = RelativeAttention(64, 96, 96, 32, pretrain_feat_size=(7, 7)).eval()
+    with torch.no_grad():
+        for size in [(7, 7), (4, 11), (11, 4), (16, 9)]:
+            x = torch.randn(2, *size, 64)
+            out = attn(x)
+            assert out.shape == (2, *size, 96)
+            torch.testing.assert_close(out, reference_attention(attn, x), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_gradients_equal_reference():
+    torch.manual_seed(0)
+    attn = RelativeAttention(32, 32, 64, 32, pretrain_feat_size=(4, 4)).train()
+    x = torch.randn(2, 5, 3, 32)
+    attn(x).square().sum().backward()
+    fast = {n: p.grad.clone() for n, p in attn.named_parameters()}
+    attn.zero_grad()
+    reference_attention(attn, x).square().sum().backward()
+    for name, param in attn.named_parameters():
+        torch.testing.assert_close(fast[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)

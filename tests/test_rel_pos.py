@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from mmcoatnet.models.rel_pos import (gather_relative_bias, relative_bias, relative_position_index,
+                                      resize_bias_table, table_size)
+
+SIZES = [(14, 14), (7, 7), (3, 5), (5, 3), (1, 4), (1, 1)]
+
+
+def test_index_of_a_two_token_row():
+    # tokens (0,0) and (0,1); table is 1 x 3 with offset dx at column dx + 1
+    index = relative_position_index((1, 2))
+    assert index.tolist() == [[1, 0], [2, 1]]
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_index_entries_are_offsets(size):
+    h, w = size
+    index = relative_position_index(size)
+    cols = 2 * w - 1
+    for i in range(0, h * w, max(1, h * w // 7)):
+        for j in range(0, h * w, max(1, h * w // 5)):
+            dy, dx = i // w - j // w, i % w - j % w
+            assert index[i, j] == (dy + h - 1) * cols + (dx + w - 1)
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_gather_equals_index_gather_bitwise(size):
+    torch.manual_seed(0)
+    table = torch.randn(3, *table_size(size))
+    plain = table.flatten(1)[:, relative_position_index(size)]
+    assert torch.equal(gather_relative_bias(table, size), plain)
+
+
+def test_gather_rejects_a_table_of_another_size():
+    with pytest.raises(ValueError, match='does not fit a 5x5'):
+        gather_relative_bias(torch.zeros(2, 27, 27), (5, 5))
+
+
+def test_gather_gradient_counts_pairs_per_offset():
+    h, w = 4, 6
+    table = torch.zeros(2, *table_size((h, w)), requires_grad=True)
+    gather_relative_bias(table, (h, w)).sum().backward()
+    dy = torch.arange(-(h - 1), h).abs()[:, None]
+    dx = torch.arange(-(w - 1), w).abs()[None, :]
+    expected = ((h - dy) * (w - dx)).float()
+    assert torch.equal(table.grad[0], expected) and torch.equal(table.grad[1], expected)
+
+
+def test_resize_is_identity_at_the_pretraining_size():
+    table = torch.randn(4, 27, 27)
+    assert resize_bias_table(table, (14, 14)) is table
+    assert torch.equal(relative_bias(table, (14, 14)),
+                       table.flatten(1)[:, relative_position_index((14, 14))])
+
+
+@pytest.mark.parametrize('target', [(50, 84), (84, 50), (3, 20), (20, 3), (7, 7), (1, 1)])
+def test_resize_shapes_both_directions_and_keeps_zero_offset(target):
+    torch.manual_seed(0)
+    table = torch.randn(2, *table_size((14, 14)))
+    resized = resize_bias_table(table, target)
+    assert resized.shape == (2, *table_size(target))
+    # odd grids map centre to centre, so the zero-offset bias is kept
+    assert torch.allclose(resized[:, target[0] - 1, target[1] - 1], table[:, 13, 13], atol=1e-5)
+
+
+def test_resize_keeps_a_constant_table_constant():
+    table = torch.full((3, 13, 13), 0.25)
+    resized = resize_bias_table(table, (10, 17))
+    assert torch.allclose(resized, torch.full_like(resized, 0.25), atol=1e-6)
+
+
+def test_resized_bias_has_gradients_on_the_learned_table():
+    table = torch.randn(2, 13, 13, requires_grad=True)
+    bias = relative_bias(table, (9, 11))
+    assert bias.shape == (2, 99, 99)
+    (bias * torch.randn_like(bias)).sum().backward()
+    assert table.grad is not None and table.grad.abs().sum() > 0 and torch.isfinite(table.grad).all()
+
+
+def test_resize_of_half_precision_table_keeps_dtype():
+    table = torch.randn(2, 13, 13).half()
+    assert resize_bias_table(table, (20, 20)).dtype == torch.float16
