@@ -1,6 +1,6 @@
 import torch
 
-from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias
+from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, RelativePositionMlp
 from mmcoatnet.models.rel_pos import relative_position_index, resize_bias_table
 
 
@@ -71,7 +71,7 @@ def test_eval_with_autograd_does_not_cache_graphs():
 
 def test_attention_equals_reference_at_pretraining_and_other_sizes():
     torch.manual_seed(0)
-    attn = RelativeAttention(64, 96, 96, 32, pretrain_feat_size=(7, 7)).eval()
+    attn = RelativeAttention(64, 96, 96, 32, RelativePositionBias(3, (7, 7))).eval()
     with torch.no_grad():
         for size in [(7, 7), (4, 11), (11, 4), (16, 9)]:
             x = torch.randn(2, *size, 64)
@@ -82,7 +82,7 @@ def test_attention_equals_reference_at_pretraining_and_other_sizes():
 
 def test_attention_gradients_equal_reference():
     torch.manual_seed(0)
-    attn = RelativeAttention(32, 32, 64, 32, pretrain_feat_size=(4, 4)).train()
+    attn = RelativeAttention(32, 32, 64, 32, RelativePositionBias(2, (4, 4))).train()
     x = torch.randn(2, 5, 3, 32)
     attn(x).square().sum().backward()
     fast = {n: p.grad.clone() for n, p in attn.named_parameters()}
@@ -90,3 +90,23 @@ def test_attention_gradients_equal_reference():
     reference_attention(attn, x).square().sum().backward()
     for name, param in attn.named_parameters():
         torch.testing.assert_close(fast[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_mlp_bias_works_at_any_size_and_depends_only_on_offsets():
+    torch.manual_seed(0)
+    rel = RelativePositionMlp(3, hidden_dim=16).eval()
+    with torch.no_grad():
+        small, large = rel((3, 4)), rel((9, 13))
+    assert small.shape == (3, 12, 12) and large.shape == (3, 117, 117)
+    # offset (0, 1) between tokens (0, 0) and (0, 1) is the same value at both sizes
+    assert torch.allclose(small[:, 1, 0], large[:, 1, 0])
+    assert torch.allclose(small[:, 0, 0], large[:, 50, 50])
+
+
+def test_mlp_bias_trains_and_caches_in_eval():
+    rel = RelativePositionMlp(2, hidden_dim=8).train()
+    rel((5, 7)).sum().backward()
+    assert rel.mlp.fc1.weight.grad.abs().sum() > 0 and len(rel._cache) == 0
+    rel.eval()
+    with torch.no_grad():
+        assert rel((5, 7)) is rel((5, 7))

@@ -15,8 +15,9 @@ PAPER_CONV_OPTIONS = dict(
     se_before_norm=False,    # SE after the depthwise conv's norm and activation
     act='GELU',
     pre_norm_act=False,      # the pre-norm is a plain norm, no activation
-    stride_mode='dw',        # downsampling by the depthwise conv ('pool': avg-pool before the 1x1)
+    stride_mode='dw',        # downsampling by the depthwise conv ('pool': residual_pool before the 1x1)
     pool='avg2',             # shortcut pooling: 'avg2' (2x2 average) or 'max' (3x3 max, stride 2)
+    residual_pool='avg2',    # pooling on the residual branch when stride_mode is 'pool'
     output_bias=True,        # bias in the block's last 1x1 conv and in its shortcut projection
 )
 PAPER_TRANSFORMER_OPTIONS = dict(
@@ -27,9 +28,22 @@ PAPER_TRANSFORMER_OPTIONS = dict(
     pool='avg2',
     layer_scale=None,        # initial LayerScale value, None for no LayerScale
     act='GELU',
-    norm='LN',
+    norm='LN',               # 'LN', or 'BN' (BatchNorm over channels)
     norm_eps=1e-6,
+    rel_pos='table',         # 'table': learned w[i - j]; 'mlp': timm's MLP over log-spaced offsets
+    rel_pos_mlp_dim=512,
 )
+
+# timm's `_rw_` CoAtNets (the ones with public ImageNet weights) differ from the paper in these options.
+RW_CONV_OPTIONS = dict(expand_from='in', pre_norm_act=True, output_bias=False, act='SiLU',
+                       se_act='ReLU', stride_mode='pool')
+RW_TRANSFORMER_OPTIONS = dict(attn_width='in')
+
+
+def _rw(stem, depths, channels, conv=None, transformer=None, timm_name=None):
+    return dict(stem_channels=stem, depths=depths, channels=channels, timm_name=timm_name,
+                conv={**RW_CONV_OPTIONS, **(conv or {})},
+                transformer={**RW_TRANSFORMER_OPTIONS, **(transformer or {})})
 
 ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
     # Paper, Table 3: L (blocks) and D (channels) for S0, S1, S2, S3, S4.
@@ -41,6 +55,30 @@ ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
                       channels=(192, 384, 768, 1536)),
     'coatnet-4': dict(stem_channels=(192, 192), depths=(2, 12, 28, 2),
                       channels=(192, 384, 768, 1536)),
+    # timm-compatible architectures: load timm's ImageNet checkpoints exactly.
+    'coatnet-0-rw': _rw((32, 64), (2, 3, 7, 2), (96, 192, 384, 768), timm_name='coatnet_0_rw_224',
+                        conv=dict(se_before_norm=True), transformer=dict(shortcut_bias=False)),
+    'coatnet-1-rw': _rw((32, 64), (2, 6, 14, 2), (96, 192, 384, 768), timm_name='coatnet_1_rw_224',
+                        conv=dict(stride_mode='dw', se_before_norm=True),
+                        transformer=dict(shortcut_bias=False)),
+    'coatnet-2-rw': _rw((64, 128), (2, 6, 14, 2), (128, 256, 512, 1024),
+                        timm_name='coatnet_2_rw_224', conv=dict(stride_mode='dw', se_act='SiLU')),
+    'coatnet-3-rw': _rw((96, 192), (2, 6, 14, 2), (192, 384, 768, 1536),
+                        timm_name='coatnet_3_rw_224', conv=dict(stride_mode='dw', se_act='SiLU'),
+                        transformer=dict(layer_scale=1e-6)),
+    'coatnet-bn-0-rw': _rw((32, 64), (2, 3, 7, 2), (96, 192, 384, 768),
+                           timm_name='coatnet_bn_0_rw_224',
+                           conv=dict(stride_mode='dw', se_before_norm=True),
+                           transformer=dict(shortcut_bias=False, norm='BN')),
+    'coatnet-rmlp-1-rw': _rw((32, 64), (2, 6, 14, 2), (96, 192, 384, 768),
+                             timm_name='coatnet_rmlp_1_rw_224',
+                             conv=dict(pool='max', se_before_norm=True),
+                             transformer=dict(pool='max', shortcut_bias=False, rel_pos='mlp',
+                                              rel_pos_mlp_dim=384)),
+    'coatnet-rmlp-2-rw': _rw((64, 128), (2, 6, 14, 2), (128, 256, 512, 1024),
+                             timm_name='coatnet_rmlp_2_rw_224',
+                             conv=dict(stride_mode='dw', se_act='SiLU'),
+                             transformer=dict(layer_scale=1e-6, rel_pos='mlp')),
 }
 
 ArchSpec = Union[str, Dict[str, Any]]

@@ -1,45 +1,46 @@
-"""Global multi-head self-attention with CoAtNet's relative position bias."""
+"""Global multi-head self-attention with CoAtNet's relative position bias, and the two providers of
+that bias: a learned table (resized for other sizes) and timm's relative-position MLP."""
 from collections import OrderedDict
-from typing import Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
-from .rel_pos import Size, relative_bias, table_size
+from .rel_pos import Size, gather_relative_bias, log_relative_coords, relative_bias, table_size
 
 
-class RelativePositionBias(nn.Module):
-    """One learned scalar per head and 2-D offset, for feature maps of any size.
+class CachedBiasProvider(nn.Module):
+    """Returns the (heads, HW, HW) bias for a feature size; subclasses say how it is computed.
 
-    The table is learned for ``pretrain_feat_size``; other sizes get it resized (bicubic). In eval
-    mode without autograd, the bias of recent sizes is cached; the cache key holds the table's
-    version counter, so an optimizer step or a loaded checkpoint never serves a stale bias.
+    In eval mode without autograd, the bias of recent sizes is cached. The key holds the
+    parameters' version counters, so an optimizer step or a loaded checkpoint never serves a stale
+    bias. In training nothing is kept: gradients must reach the parameters at every step.
     """
 
-    def __init__(self, num_heads: int, pretrain_feat_size: Size, cache_size: int = 8):
+    def __init__(self, num_heads: int, cache_size: int = 8):
         super().__init__()
         self.num_heads = num_heads
-        self.pretrain_feat_size = tuple(pretrain_feat_size)
-        self.table = nn.Parameter(torch.zeros(num_heads, *table_size(self.pretrain_feat_size)))
         self.cache_size = cache_size
         self._cache: 'OrderedDict[tuple, torch.Tensor]' = OrderedDict()
-        trunc_normal_(self.table, std=0.02)
+
+    def compute(self, feat_size: Size) -> torch.Tensor:
+        raise NotImplementedError
 
     def _cacheable(self) -> bool:
-        return not self.training and not (torch.is_grad_enabled() and self.table.requires_grad)
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        return not self.training and not needs_grad
 
     def forward(self, feat_size: Size) -> torch.Tensor:
-        """(heads, HW, HW) bias, in the table's dtype."""
         feat_size = (int(feat_size[0]), int(feat_size[1]))
         if not self._cacheable():
-            self._cache.clear()  # nothing derived from the table outlives a training step
-            return relative_bias(self.table, feat_size)
-        key = (feat_size, self.table.device, self.table.dtype, self.table._version)
+            self._cache.clear()
+            return self.compute(feat_size)
+        first = next(self.parameters())
+        key = (feat_size, first.device, first.dtype, tuple(p._version for p in self.parameters()))
         bias = self._cache.get(key)
         if bias is None:
-            bias = relative_bias(self.table, feat_size).detach()
+            bias = self.compute(feat_size).detach()
             self._cache[key] = bias
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -47,8 +48,55 @@ class RelativePositionBias(nn.Module):
             self._cache.move_to_end(key)
         return bias
 
+
+class RelativePositionBias(CachedBiasProvider):
+    """One learned scalar per head and 2-D offset (the paper's w[i - j]).
+
+    The table is learned for ``pretrain_feat_size``; other sizes get it resized (bicubic).
+    """
+
+    def __init__(self, num_heads: int, pretrain_feat_size: Size, cache_size: int = 8):
+        super().__init__(num_heads, cache_size)
+        self.pretrain_feat_size = tuple(pretrain_feat_size)
+        self.table = nn.Parameter(torch.zeros(num_heads, *table_size(self.pretrain_feat_size)))
+        trunc_normal_(self.table, std=0.02)
+
+    def compute(self, feat_size: Size) -> torch.Tensor:
+        return relative_bias(self.table, feat_size)
+
     def extra_repr(self) -> str:
         return f'num_heads={self.num_heads}, pretrain_feat_size={self.pretrain_feat_size}'
+
+
+class RelativePositionMlp(CachedBiasProvider):
+    """timm's ``rmlp`` bias: a 2-layer MLP maps log-spaced offsets (dy, dx) to one scalar per head.
+
+    It has no size of its own, so any feature size works without resizing anything.
+    """
+
+    def __init__(self, num_heads: int, hidden_dim: int = 512, dropout: float = 0.125,
+                 cache_size: int = 8):
+        super().__init__(num_heads, cache_size)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module('fc1', nn.Linear(2, hidden_dim))
+        self.mlp.add_module('act', nn.ReLU())
+        self.mlp.add_module('drop', nn.Dropout(dropout))
+        self.mlp.add_module('fc2', nn.Linear(hidden_dim, num_heads))
+
+    def compute(self, feat_size: Size) -> torch.Tensor:
+        fc1 = self.mlp.fc1.weight
+        coords = log_relative_coords(feat_size, device=fc1.device, dtype=fc1.dtype)
+        table = self.mlp(coords).permute(2, 0, 1)  # (heads, 2H-1, 2W-1)
+        return gather_relative_bias(table, feat_size)
+
+
+def build_bias_provider(options: dict, num_heads: int, pretrain_feat_size: Size) -> CachedBiasProvider:
+    kind = options['rel_pos']
+    if kind == 'table':
+        return RelativePositionBias(num_heads, pretrain_feat_size)
+    if kind == 'mlp':
+        return RelativePositionMlp(num_heads, options['rel_pos_mlp_dim'])
+    raise ValueError(f'unknown rel_pos {kind!r}; known: "table", "mlp"')
 
 
 class RelativeAttention(nn.Module):
@@ -60,14 +108,14 @@ class RelativeAttention(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, attn_channels: int, head_dim: int,
-                 pretrain_feat_size: Size, qkv_bias: bool = True):
+                 rel_pos: CachedBiasProvider, qkv_bias: bool = True):
         super().__init__()
         if attn_channels % head_dim:
             raise ValueError(f'attention width {attn_channels} is not a multiple of head_dim {head_dim}')
         self.num_heads = attn_channels // head_dim
         self.head_dim = head_dim
         self.qkv = nn.Linear(in_channels, 3 * attn_channels, bias=qkv_bias)
-        self.rel_pos = RelativePositionBias(self.num_heads, pretrain_feat_size)
+        self.rel_pos = rel_pos
         self.proj = nn.Linear(attn_channels, out_channels, bias=qkv_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

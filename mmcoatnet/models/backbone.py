@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import constant_init, kaiming_init, trunc_normal_init
+from mmengine.model.weight_init import constant_init, kaiming_init, trunc_normal_, trunc_normal_init
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -53,6 +53,7 @@ class CoAtNet(BaseModule):
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
+        self.arch_name = arch if isinstance(arch, str) else None
         self.in_channels = in_channels
         self.out_indices = tuple(out_indices)
         for index in self.out_indices:
@@ -69,7 +70,8 @@ class CoAtNet(BaseModule):
         conv_options, transformer_options = self.arch['conv'], self.arch['transformer']
         self.stem = Stem(in_channels, self.arch['stem_channels'], norm_cfg, conv_options['act'])
         depths = self.arch['depths']
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         feat_size = halve(self.pretrain_img_size)
         stage_in = self.arch['stem_channels'][-1]
         self.stages = nn.ModuleList()
@@ -112,9 +114,18 @@ class CoAtNet(BaseModule):
         return self
 
     def init_weights(self):
-        if self.init_cfg is not None:
+        """Default initialisation, then ``init_cfg``: a ``Pretrained`` checkpoint goes through the
+        project's checkpoint adapter (timm or mmcoatnet formats, table resizing, one report)."""
+        self._init_default()
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from ..checkpoint import load_pretrained
+            load_pretrained(self, cfg['checkpoint'])
+            self._is_init = True
+        elif cfg is not None:
             super().init_weights()
-            return
+
+    def _init_default(self):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 trunc_normal_init(module, std=0.02, bias=0.)
@@ -123,7 +134,7 @@ class CoAtNet(BaseModule):
             elif isinstance(module, (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
                 constant_init(module, 1., bias=0.)
             elif isinstance(module, RelativePositionBias):
-                trunc_normal_init(module.table, std=0.02)
+                trunc_normal_(module.table, std=0.02)
 
     def _check_input(self, x: torch.Tensor):
         if x.dim() != 4:

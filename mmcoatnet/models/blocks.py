@@ -8,7 +8,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
-from .attention import RelativeAttention
+from .attention import RelativeAttention, build_bias_provider
 from .rel_pos import Size
 
 
@@ -21,11 +21,32 @@ def build_pool(kind: str) -> nn.Module:
     raise ValueError(f'unknown pool {kind!r}; known: "avg2", "max"')
 
 
-def norm_act(norm_cfg: dict, channels: int, act: Optional[str]) -> nn.Sequential:
-    layers = [build_norm_layer(norm_cfg, channels)[1]]
-    if act:
-        layers.append(build_activation_layer(dict(type=act)))
-    return nn.Sequential(*layers)
+def build_act(act: Optional[str]) -> nn.Module:
+    return build_activation_layer(dict(type=act)) if act else nn.Identity()
+
+
+def build_norm(norm_cfg: dict, channels: int) -> nn.Module:
+    return build_norm_layer(norm_cfg, channels)[1]
+
+
+class ChannelsLastBatchNorm(nn.Module):
+    """BatchNorm over the last dim of (B, H, W, C) maps. The BN is a child module, so SyncBN
+    conversion swaps it and keeps the layout change around it."""
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def build_channels_last_norm(kind: str, eps: float, channels: int) -> nn.Module:
+    if kind == 'LN':
+        return nn.LayerNorm(channels, eps=eps)
+    if kind == 'BN':
+        return ChannelsLastBatchNorm(channels, eps=eps)
+    raise ValueError(f'unknown transformer norm {kind!r}; known: "LN", "BN"')
 
 
 class Stem(nn.Module):
@@ -34,11 +55,12 @@ class Stem(nn.Module):
     def __init__(self, in_channels: int, channels: Sequence[int], norm_cfg: dict, act: str):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels[0], 3, stride=2, padding=1, bias=False)
-        self.norm1 = norm_act(norm_cfg, channels[0], act)
+        self.norm1 = build_norm(norm_cfg, channels[0])
+        self.act1 = build_act(act)
         self.conv2 = nn.Conv2d(channels[0], channels[1], 3, stride=1, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.norm1(self.conv1(x)))
+        return self.conv2(self.act1(self.norm1(self.conv1(x))))
 
 
 class SqueezeExcite(nn.Module):
@@ -85,27 +107,31 @@ class MBConv(nn.Module):
             self.shortcut = nn.Identity()
         else:
             raise ValueError(f'a stride-1 MBConv needs equal widths, got {in_channels} -> {out_channels}')
-        self.pre_norm = norm_act(norm_cfg, in_channels, act if options['pre_norm_act'] else None)
-        self.down = build_pool(options['pool']) if stride == 2 and options['stride_mode'] == 'pool' \
+        self.pre_norm = build_norm(norm_cfg, in_channels)
+        self.pre_act = build_act(act if options['pre_norm_act'] else None)
+        self.down = build_pool(options['residual_pool']) if stride == 2 and options['stride_mode'] == 'pool' \
             else nn.Identity()
         self.conv1_1x1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
-        self.norm1 = norm_act(norm_cfg, mid_channels, act)
+        self.norm1 = build_norm(norm_cfg, mid_channels)
+        self.act1 = build_act(act)
         self.conv2_kxk = nn.Conv2d(mid_channels, mid_channels, 3, stride=dw_stride, padding=1,
                                    groups=mid_channels, bias=False)
         se = SqueezeExcite(mid_channels, int(se_base * options['se_ratio']), options['se_act'])
         self.se_early = se if options['se_before_norm'] else None
-        self.norm2 = norm_act(norm_cfg, mid_channels, act)
+        self.norm2 = build_norm(norm_cfg, mid_channels)
+        self.act2 = build_act(act)
         self.se = None if options['se_before_norm'] else se
         self.conv3_1x1 = nn.Conv2d(mid_channels, out_channels, 1, bias=options['output_bias'])
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.shortcut(x)
-        x = self.norm1(self.conv1_1x1(self.down(self.pre_norm(x))))
+        x = self.down(self.pre_act(self.pre_norm(x)))
+        x = self.act1(self.norm1(self.conv1_1x1(x)))
         x = self.conv2_kxk(x)
         if self.se_early is not None:
             x = self.se_early(x)
-        x = self.norm2(x)
+        x = self.act2(self.norm2(x))
         if self.se is not None:
             x = self.se(x)
         return shortcut + self.drop_path(self.conv3_1x1(x))
@@ -134,7 +160,6 @@ class TransformerBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int, options: dict,
                  pretrain_feat_size: Size, drop_path: float = 0.):
         super().__init__()
-        norm_cfg = dict(type=options['norm'], eps=options['norm_eps'])
         attn_channels = out_channels if options['attn_width'] == 'out' else in_channels
 
         if stride == 2:
@@ -147,10 +172,11 @@ class TransformerBlock(nn.Module):
         else:
             raise ValueError(
                 f'a stride-1 transformer block needs equal widths, got {in_channels} -> {out_channels}')
-        self.norm1 = build_norm_layer(norm_cfg, in_channels)[1]
+        self.norm1 = build_channels_last_norm(options['norm'], options['norm_eps'], in_channels)
         self.attn = RelativeAttention(in_channels, out_channels, attn_channels, options['head_dim'],
-                                      pretrain_feat_size)
-        self.norm2 = build_norm_layer(norm_cfg, out_channels)[1]
+                                      build_bias_provider(options, attn_channels // options['head_dim'],
+                                                          pretrain_feat_size))
+        self.norm2 = build_channels_last_norm(options['norm'], options['norm_eps'], out_channels)
         hidden = int(out_channels * options['mlp_ratio'])
         self.mlp = nn.Sequential()
         self.mlp.add_module('fc1', nn.Linear(out_channels, hidden))

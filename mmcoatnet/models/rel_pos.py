@@ -64,3 +64,13 @@ def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
 def relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     """The (heads, HW, HW) attention bias for an H x W map from a table of any pre-training size."""
     return gather_relative_bias(resize_bias_table(table, feat_size), feat_size)
+
+
+def log_relative_coords(feat_size: Size, device=None, dtype=None) -> torch.Tensor:
+    """(2H-1, 2W-1, 2) offsets (dy, dx) mapped to sign(d) * log(1 + |d|), the input of timm's
+    relative-position MLP; independent of any pre-training size."""
+    h, w = feat_size
+    dy = torch.arange(-(h - 1), h, device=device, dtype=torch.float32)
+    dx = torch.arange(-(w - 1), w, device=device, dtype=torch.float32)
+    coords = torch.stack(torch.meshgrid(dy, dx, indexing='ij'), dim=-1)
+    return (torch.sign(coords) * torch.log1p(coords.abs())).to(dtype)
