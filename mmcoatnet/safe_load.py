@@ -4,6 +4,7 @@ torch >= 2.6 loads with ``weights_only=True``: only tensors, containers and allo
 rebuilt. mmengine's own checkpoints also hold its message hub (``HistoryBuffer`` with numpy arrays)
 and numpy scalars; those few types are allowed here, for the one load, and nothing else.
 """
+import os.path as osp
 import pickle
 from typing import Any, List
 
@@ -61,3 +62,22 @@ def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
             'If you trust the file, re-save its tensors only, e.g. '
             'torch.save(torch.load(path, weights_only=False)["state_dict"], new_path), '
             'or convert it to .safetensors') from None
+
+
+def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader for local files, made safe: ``.safetensors``, or a weights-only pickle."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    if filename.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(filename)  # on the CPU; mmengine moves the tensors where the model is
+    return safe_torch_load(filename, map_location=map_location)
+
+
+def use_safe_local_loader() -> None:
+    """Route mmengine's local checkpoint loading (``load_from``, ``--resume``, ``init_detector``)
+    through :func:`load_local_checkpoint`; mmengine 0.10.7 calls ``torch.load`` without
+    ``weights_only``, which torch >= 2.6 turns into a failing weights-only load of its own files."""
+    from mmengine.runner import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)

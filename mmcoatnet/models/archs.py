@@ -55,6 +55,8 @@ ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
                       channels=(192, 384, 768, 1536)),
     'coatnet-4': dict(stem_channels=(192, 192), depths=(2, 12, 28, 2),
                       channels=(192, 384, 768, 1536)),
+    # Not in the paper: a small member for CPU runs (the toy demo) and quick experiments.
+    'coatnet-pico': dict(stem_channels=(32, 32), depths=(2, 2, 3, 2), channels=(32, 64, 128, 256)),
     # timm-compatible architectures: load timm's ImageNet checkpoints exactly.
     'coatnet-0-rw': _rw((32, 64), (2, 3, 7, 2), (96, 192, 384, 768), timm_name='coatnet_0_rw_224',
                         conv=dict(se_before_norm=True), transformer=dict(shortcut_bias=False)),

@@ -1,0 +1,137 @@
+"""Make the built-in toy datasets, deterministically from a seed; nothing is downloaded.
+
+    python tools/make_toy_data.py [--out data] [--seed 0] [--num-train 300] [--num-val 60] [--size 160]
+
+Writes
+  <out>/toy_coco/{train,val}/*.jpg, <out>/toy_coco/annotations/instances_{train,val}.json
+      instance segmentation in COCO format: circles, squares and triangles of random colours on
+      textured backgrounds, occluding one another (masks are the visible parts, as polygons);
+  <out>/toy_ade/images/{training,validation}/*.jpg, <out>/toy_ade/annotations/{training,validation}/*.png
+      semantic segmentation in ADE20K's folder layout: 0 = unlabelled (ignored with
+      reduce_zero_label), 1 = background, 2-4 = the three shape classes.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+
+CLASSES = ('circle', 'square', 'triangle')
+SEG_CLASSES = ('background',) + CLASSES
+
+
+def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth colour gradient plus blurred noise, so the background is not a flat colour."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    base = rng.uniform(40, 200, 3)
+    slope = rng.uniform(-60, 60, (2, 3))
+    image = base + yy[..., None] * slope[0] + xx[..., None] * slope[1]
+    noise = cv2.GaussianBlur(rng.normal(0, 25, (size, size, 3)).astype(np.float32), (0, 0), 2)
+    return np.clip(image + noise, 0, 255)
+
+
+def draw_shape(rng: np.random.Generator, size: int, label: int) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    radius = int(rng.uniform(0.08, 0.2) * size)
+    cx, cy = (int(v) for v in rng.uniform(radius, size - radius, 2))
+    if CLASSES[label] == 'circle':
+        cv2.circle(mask, (cx, cy), radius, 1, -1)
+    elif CLASSES[label] == 'square':
+        angle = rng.uniform(0, 90)
+        box = cv2.boxPoints(((cx, cy), (2 * radius * 0.85, 2 * radius * 0.85), angle))
+        cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 1)
+    else:
+        start = rng.uniform(0, 2 * np.pi)
+        angles = start + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
+        points = np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1)
+        cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def make_scene(rng: np.random.Generator, size: int):
+    """An image and its objects [(label, visible mask)], later shapes occluding earlier ones."""
+    image = textured_background(rng, size)
+    labels, masks = [], []
+    for _ in range(rng.integers(1, 5)):
+        label = int(rng.integers(len(CLASSES)))
+        mask = draw_shape(rng, size, label)
+        colour = rng.uniform(0, 255, 3)
+        shade = rng.normal(0, 12, (size, size, 1))
+        image[mask] = np.clip(colour + shade[mask], 0, 255)
+        masks = [m & ~mask for m in masks]
+        labels.append(label)
+        masks.append(mask)
+    objects = [(l, m) for l, m in zip(labels, masks) if m.sum() >= 40]
+    return image.astype(np.uint8), objects
+
+
+def polygons(mask: np.ndarray):
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.flatten().astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+def write_coco(root: str, split: str, count: int, rng: np.random.Generator, size: int):
+    os.makedirs(osp.join(root, split), exist_ok=True)
+    images, annotations = [], []
+    for index in range(count):
+        image, objects = make_scene(rng, size)
+        name = f'{index:05d}.jpg'
+        cv2.imwrite(osp.join(root, split, name), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        images.append(dict(id=index, file_name=name, height=size, width=size))
+        for label, mask in objects:
+            segmentation = polygons(mask)
+            if not segmentation:
+                continue
+            ys, xs = np.nonzero(mask)
+            x0, y0 = float(xs.min()), float(ys.min())
+            annotations.append(dict(
+                id=len(annotations) + 1, image_id=index, category_id=label + 1, iscrowd=0,
+                segmentation=segmentation, area=float(mask.sum()),
+                bbox=[x0, y0, float(xs.max()) + 1 - x0, float(ys.max()) + 1 - y0]))
+    categories = [dict(id=i + 1, name=name) for i, name in enumerate(CLASSES)]
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
+        json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+    return len(images), len(annotations)
+
+
+def write_ade(root: str, split: str, count: int, rng: np.random.Generator, size: int):
+    image_dir, ann_dir = osp.join(root, 'images', split), osp.join(root, 'annotations', split)
+    os.makedirs(image_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+    for index in range(count):
+        image, objects = make_scene(rng, size)
+        label_map = np.ones((size, size), np.uint8)  # 1 = background
+        for label, mask in objects:
+            label_map[mask] = label + 2
+        name = f'toy_{split}_{index:05d}'
+        cv2.imwrite(osp.join(image_dir, name + '.jpg'), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(osp.join(ann_dir, name + '.png'), label_map)
+    return count
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', default='data')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-train', type=int, default=300)
+    parser.add_argument('--num-val', type=int, default=60)
+    parser.add_argument('--size', type=int, default=160)
+    parser.add_argument('--only', choices=['coco', 'ade'], help='make one of the two datasets')
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    if args.only in (None, 'coco'):
+        root = osp.join(args.out, 'toy_coco')
+        for split, count in (('train', args.num_train), ('val', args.num_val)):
+            n_img, n_ann = write_coco(root, split, count, rng, args.size)
+            print(f'{root}: {split} {n_img} images, {n_ann} instances')
+    if args.only in (None, 'ade'):
+        root = osp.join(args.out, 'toy_ade')
+        for split, count in (('training', args.num_train), ('validation', args.num_val)):
+            print(f'{root}: {split} {write_ade(root, split, count, rng, args.size)} images')
+
+
+if __name__ == '__main__':
+    main()
