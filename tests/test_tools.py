@@ -189,7 +189,7 @@ def test_missing_dataset_stops_before_building_the_model(tmp_path):
 
 def test_missing_pretrained_checkpoint_names_the_conversion_command(tmp_path, toy_data):
     config = small_det_config(tmp_path, toy_data, extra=(
-        "model = dict(backbone=dict(init_cfg=dict(type='Pretrained', "
+        "model = dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', "
         "checkpoint='checkpoints/coatnet_0_rw_224.sw_in1k.pth')))"))
     result = run_tool('tools/train.py', config, '--work-dir', str(tmp_path / 'w'), check=False)
     assert result.returncode != 0 and 'Traceback' not in result.stderr

@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmcoatnet.distributed import prepare_distributed
 from mmcoatnet.preflight import check_data, check_load_from
 
 
@@ -63,6 +64,7 @@ def main(argv=None):
         cfg.model.backbone.init_cfg = None
     check_load_from(cfg)
     check_data(cfg, splits=('test',))
+    prepare_distributed(cfg)
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)
     if args.out and cfg.default_scope == 'mmseg':

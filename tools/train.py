@@ -13,6 +13,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmcoatnet.distributed import prepare_distributed
 from mmcoatnet.preflight import check_data, check_pretrained
 
 
@@ -67,6 +68,7 @@ def main(argv=None):
     cfg = build_config(args)
     check_data(cfg, splits=('train', 'val'))
     check_pretrained(cfg)  # the runner initialises weights before it resumes
+    prepare_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
 

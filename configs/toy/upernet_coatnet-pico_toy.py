@@ -4,7 +4,7 @@
 _base_ = ['../upernet_coatnet0_ade20k.py', './_base_/toy-coatnet.py']
 
 data_root = 'data/toy_ade'
-crop_size = (128, 128)
+crop_size = (160, 160)
 num_classes = 4
 metainfo = dict(classes=('background', 'circle', 'square', 'triangle'),
                 palette=[(120, 120, 120), (220, 20, 60), (0, 160, 80), (30, 60, 220)])
@@ -23,7 +23,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(160, 160), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomResize', scale=(160, 160), ratio_range=(1.0, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
@@ -45,9 +45,9 @@ val_dataloader = dict(
                                   seg_map_path='annotations/validation')))
 test_dataloader = val_dataloader
 
-max_iters = 1200
+max_iters = 1600
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.01))
+optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.01))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=100, end=max_iters, by_epoch=False),
