@@ -20,9 +20,9 @@ SHIPPED = sorted(glob.glob(osp.join(ROOT, 'configs', '*.py')) +
                  glob.glob(osp.join(ROOT, 'configs', 'toy', '*.py')))
 
 
-def run_tool(*args, check=True, timeout=600):
+def run_tool(*args, check=True, timeout=600, env=None):
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=timeout)
+                            timeout=timeout, env=env)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -195,3 +195,11 @@ def test_missing_pretrained_checkpoint_names_the_conversion_command(tmp_path, to
     assert result.returncode != 0 and 'Traceback' not in result.stderr
     assert 'checkpoints/coatnet_0_rw_224.sw_in1k.pth not found' in result.stderr
     assert 'tools/model_converters/timm2mmcoatnet.py' in result.stderr
+
+
+def test_amp_without_a_gpu_is_refused_clearly(tmp_path):
+    no_gpu = dict(os.environ, CUDA_VISIBLE_DEVICES='')  # the CPU answer, on any machine
+    result = run_tool('tools/train.py', TOY_DET, '--work-dir', str(tmp_path / 'w'), '--amp',
+                      check=False, env=no_gpu)
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert '--amp needs a GPU' in result.stderr
