@@ -110,3 +110,14 @@ def test_mlp_bias_trains_and_caches_in_eval():
     rel.eval()
     with torch.no_grad():
         assert rel((5, 7)) is rel((5, 7))
+
+
+def test_eval_cache_keeps_only_the_table_for_large_sizes():
+    rel = RelativePositionBias(2, (7, 7), max_cached_bias_bytes=4096).eval()
+    with torch.no_grad():
+        small, large = rel((3, 3)), rel((20, 30))  # 648 B and 2.9 MB of bias
+        assert rel((3, 3)) is small
+        kinds = {key[0]: kind for key, (kind, _) in rel._cache.items()}
+        assert kinds == {(3, 3): 'bias', (20, 30): 'table'}
+        assert torch.equal(rel((20, 30)), large)
+        assert torch.equal(large, plain_bias(rel.table, (20, 30)))

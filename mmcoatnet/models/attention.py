@@ -7,24 +7,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
-from .rel_pos import Size, gather_relative_bias, log_relative_coords, relative_bias, table_size
+from .rel_pos import Size, gather_relative_bias, log_relative_coords, resize_bias_table, table_size
 
 
 class CachedBiasProvider(nn.Module):
-    """Returns the (heads, HW, HW) bias for a feature size; subclasses say how it is computed.
+    """Returns the (heads, HW, HW) bias for a feature size, gathered from a (heads, 2H-1, 2W-1)
+    table that subclasses provide for that size (``table_for``).
 
-    In eval mode without autograd, the bias of recent sizes is cached. The key holds the
-    parameters' version counters, so an optimizer step or a loaded checkpoint never serves a stale
-    bias. In training nothing is kept: gradients must reach the parameters at every step.
+    In eval mode without autograd, recent sizes are cached: the whole bias while it is at most
+    ``max_cached_bias_bytes`` (a 14x14 map with 12 heads is 1.8 MB), otherwise only the table for the
+    size, so detection resolutions do not keep hundreds of MB per layer (50x84 with 12 heads would be
+    0.85 GB). The key holds the parameters' version counters, so an optimizer step or a loaded
+    checkpoint never serves a stale bias. In training nothing is kept: gradients must reach the
+    parameters at every step.
     """
 
-    def __init__(self, num_heads: int, cache_size: int = 8):
+    def __init__(self, num_heads: int, cache_size: int = 8, max_cached_bias_bytes: int = 32 << 20):
         super().__init__()
         self.num_heads = num_heads
         self.cache_size = cache_size
-        self._cache: 'OrderedDict[tuple, torch.Tensor]' = OrderedDict()
+        self.max_cached_bias_bytes = max_cached_bias_bytes
+        self._cache: 'OrderedDict[tuple, tuple]' = OrderedDict()
 
-    def compute(self, feat_size: Size) -> torch.Tensor:
+    def table_for(self, feat_size: Size) -> torch.Tensor:
         raise NotImplementedError
 
     def _cacheable(self) -> bool:
@@ -35,17 +40,20 @@ class CachedBiasProvider(nn.Module):
         feat_size = (int(feat_size[0]), int(feat_size[1]))
         if not self._cacheable():
             self._cache.clear()
-            return self.compute(feat_size)
+            return gather_relative_bias(self.table_for(feat_size), feat_size)
         first = next(self.parameters())
         key = (feat_size, first.device, first.dtype, tuple(p._version for p in self.parameters()))
-        bias = self._cache.get(key)
-        if bias is None:
-            bias = self.compute(feat_size).detach()
-            self._cache[key] = bias
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        else:
+        entry = self._cache.get(key)
+        if entry is not None:
             self._cache.move_to_end(key)
+            kind, tensor = entry
+            return tensor if kind == 'bias' else gather_relative_bias(tensor, feat_size)
+        table = self.table_for(feat_size).detach()
+        bias = gather_relative_bias(table, feat_size)
+        small = bias.numel() * bias.element_size() <= self.max_cached_bias_bytes
+        self._cache[key] = ('bias', bias) if small else ('table', table)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
         return bias
 
 
@@ -55,14 +63,14 @@ class RelativePositionBias(CachedBiasProvider):
     The table is learned for ``pretrain_feat_size``; other sizes get it resized (bicubic).
     """
 
-    def __init__(self, num_heads: int, pretrain_feat_size: Size, cache_size: int = 8):
-        super().__init__(num_heads, cache_size)
+    def __init__(self, num_heads: int, pretrain_feat_size: Size, **cache_args):
+        super().__init__(num_heads, **cache_args)
         self.pretrain_feat_size = tuple(pretrain_feat_size)
         self.table = nn.Parameter(torch.zeros(num_heads, *table_size(self.pretrain_feat_size)))
         trunc_normal_(self.table, std=0.02)
 
-    def compute(self, feat_size: Size) -> torch.Tensor:
-        return relative_bias(self.table, feat_size)
+    def table_for(self, feat_size: Size) -> torch.Tensor:
+        return resize_bias_table(self.table, feat_size)
 
     def extra_repr(self) -> str:
         return f'num_heads={self.num_heads}, pretrain_feat_size={self.pretrain_feat_size}'
@@ -74,20 +82,18 @@ class RelativePositionMlp(CachedBiasProvider):
     It has no size of its own, so any feature size works without resizing anything.
     """
 
-    def __init__(self, num_heads: int, hidden_dim: int = 512, dropout: float = 0.125,
-                 cache_size: int = 8):
-        super().__init__(num_heads, cache_size)
+    def __init__(self, num_heads: int, hidden_dim: int = 512, dropout: float = 0.125, **cache_args):
+        super().__init__(num_heads, **cache_args)
         self.mlp = nn.Sequential()
         self.mlp.add_module('fc1', nn.Linear(2, hidden_dim))
         self.mlp.add_module('act', nn.ReLU())
         self.mlp.add_module('drop', nn.Dropout(dropout))
         self.mlp.add_module('fc2', nn.Linear(hidden_dim, num_heads))
 
-    def compute(self, feat_size: Size) -> torch.Tensor:
+    def table_for(self, feat_size: Size) -> torch.Tensor:
         fc1 = self.mlp.fc1.weight
         coords = log_relative_coords(feat_size, device=fc1.device, dtype=fc1.dtype)
-        table = self.mlp(coords).permute(2, 0, 1)  # (heads, 2H-1, 2W-1)
-        return gather_relative_bias(table, feat_size)
+        return self.mlp(coords).permute(2, 0, 1)  # (heads, 2H-1, 2W-1)
 
 
 def build_bias_provider(options: dict, num_heads: int, pretrain_feat_size: Size) -> CachedBiasProvider:
