@@ -121,3 +121,20 @@ def test_eval_cache_keeps_only_the_table_for_large_sizes():
         assert kinds == {(3, 3): 'bias', (20, 30): 'table'}
         assert torch.equal(rel((20, 30)), large)
         assert torch.equal(large, plain_bias(rel.table, (20, 30)))
+
+
+def test_chunked_training_attention_equals_reference_with_gradients():
+    torch.manual_seed(0)
+    attn = RelativeAttention(32, 64, 64, 32, RelativePositionBias(2, (4, 4)),
+                             max_train_bias_bytes=2 * 7 * 63 * 4 * 2).train()  # 2 rows a chunk
+    x = torch.randn(2, 9, 7, 32)
+    out = attn(x)
+    out.square().sum().backward()
+    chunked = {n: p.grad.clone() for n, p in attn.named_parameters()}
+    attn.zero_grad()
+    expected = reference_attention(attn, x)
+    expected.square().sum().backward()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    for name, param in attn.named_parameters():
+        torch.testing.assert_close(chunked[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
+    assert attn.rel_pos.table.grad.abs().sum() > 0

@@ -5,9 +5,11 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
 
-from .rel_pos import Size, gather_relative_bias, log_relative_coords, resize_bias_table, table_size
+from .rel_pos import (Size, gather_relative_bias, gather_relative_bias_rows, log_relative_coords,
+                      resize_bias_table, table_size)
 
 
 class CachedBiasProvider(nn.Module):
@@ -105,17 +107,42 @@ def build_bias_provider(options: dict, num_heads: int, pretrain_feat_size: Size)
     raise ValueError(f'unknown rel_pos {kind!r}; known: "table", "mlp"')
 
 
+def _attend_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,
+                 feat_size: Size, row_start: int, row_stop: int) -> torch.Tensor:
+    bias = gather_relative_bias_rows(table, feat_size, row_start, row_stop).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+
+
+def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                               table: torch.Tensor, feat_size: Size,
+                               rows_per_chunk: int) -> torch.Tensor:
+    """Exact attention over query chunks of ``rows_per_chunk`` map rows, each recomputed in backward:
+    training memory holds one chunk's bias and scores instead of every layer's full N x N ones."""
+    width = feat_size[1]
+    outs = []
+    for start in range(0, feat_size[0], rows_per_chunk):
+        stop = min(start + rows_per_chunk, feat_size[0])
+        q_rows = q[:, :, start * width:stop * width]
+        outs.append(cp.checkpoint(_attend_rows, q_rows, k, v, table, feat_size, start, stop,
+                                  use_reentrant=False))
+    return torch.cat(outs, dim=2)
+
+
 class RelativeAttention(nn.Module):
     """Global attention over a channels-last (B, H, W, C) map, bias added to the logits before softmax.
 
     q, k and v come from one linear layer whose output is laid out head-major
     (head 0's q, k, v, then head 1's, ...). The kernel is PyTorch's scaled_dot_product_attention with
-    the bias as an additive mask, so fused kernels are used where the platform has them.
+    the bias as an additive mask, so fused kernels are used where the platform has them. In training,
+    when one layer's (heads, N, N) bias would exceed ``max_train_bias_bytes``, queries are processed
+    in chunks of map rows that are recomputed in backward (same result, bounded memory).
     """
 
     def __init__(self, in_channels: int, out_channels: int, attn_channels: int, head_dim: int,
-                 rel_pos: CachedBiasProvider, qkv_bias: bool = True):
+                 rel_pos: CachedBiasProvider, qkv_bias: bool = True,
+                 max_train_bias_bytes: int = 64 << 20):
         super().__init__()
+        self.max_train_bias_bytes = max_train_bias_bytes
         if attn_channels % head_dim:
             raise ValueError(f'attention width {attn_channels} is not a multiple of head_dim {head_dim}')
         self.num_heads = attn_channels // head_dim
@@ -129,7 +156,13 @@ class RelativeAttention(nn.Module):
         tokens = height * width
         qkv = self.qkv(x).view(batch, tokens, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
-        bias = self.rel_pos((height, width)).to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+        row_bytes = self.num_heads * width * tokens * 4
+        rows_per_chunk = max(1, self.max_train_bias_bytes // row_bytes)
+        if self.training and torch.is_grad_enabled() and rows_per_chunk < height:
+            table = self.rel_pos.table_for((height, width))
+            out = chunked_relative_attention(q, k, v, table, (height, width), rows_per_chunk)
+        else:
+            bias = self.rel_pos((height, width)).to(q.dtype)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         out = out.transpose(1, 2).reshape(batch, height, width, -1)
         return self.proj(out)

@@ -61,6 +61,19 @@ def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     return windows.view(heads, h * w, h * w).flip(-1)
 
 
+def gather_relative_bias_rows(table: torch.Tensor, feat_size: Size, row_start: int,
+                              row_stop: int) -> torch.Tensor:
+    """The rows of :func:`gather_relative_bias` for the queries in map rows [row_start, row_stop):
+    (heads, (row_stop - row_start) * W, HW), built from the table rows those queries reach only."""
+    h, w = feat_size
+    heads = table.shape[0]
+    if tuple(table.shape[-2:]) != table_size(feat_size):
+        raise ValueError(f'bias table of shape {tuple(table.shape)} does not fit a {h}x{w} map')
+    rows = table[:, row_start:row_stop - 1 + h]
+    windows = F.unfold(rows.unsqueeze(0), kernel_size=(h, w))  # (1, heads*HW, queries)
+    return windows.view(heads, h * w, -1).flip(1).transpose(1, 2)
+
+
 def relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     """The (heads, HW, HW) attention bias for an H x W map from a table of any pre-training size."""
     return gather_relative_bias(resize_bias_table(table, feat_size), feat_size)
