@@ -1,0 +1,20 @@
+# What every CoAtNet backbone base shares; coatnet-<n>-rw.py fill in the architecture, its widths
+# and its converted ImageNet checkpoint (README, "ImageNet-pretrained weights").
+custom_imports = dict(imports=['mmcoatnet'], allow_failed_imports=False)
+coatnet_backbone = dict(
+    _delete_=True,  # replaces the base config's ResNet and its torchvision / open-mmlab weights
+    type='CoAtNet',
+    out_indices=(0, 1, 2, 3),
+    pretrain_img_size=224,
+    norm_cfg=dict(type='BN', requires_grad=True),  # becomes SyncBN under DDP: sync_bn below
+    norm_eval=False,
+    frozen_stages=-1,
+    with_cp=False,
+    init_cfg=dict(type='Pretrained'))
+# BN of the convolutional stages is converted to SyncBN when training on several processes.
+sync_bn = 'torch'
+# Checkpoints carry the RNG states, so a resumed run continues exactly as an uninterrupted one.
+custom_hooks = [dict(type='RandomStateHook')]
+# No weight decay on relative-position parameters, LayerScale and norms.
+coatnet_paramwise_cfg = dict(
+    norm_decay_mult=0., custom_keys={'rel_pos': dict(decay_mult=0.), '.gamma': dict(decay_mult=0.)})
