@@ -16,7 +16,7 @@ import torch
 from mmengine.logging import print_log
 
 from .models.rel_pos import resize_bias_table
-from .safe_load import safe_torch_load
+from .safe_load import load_local_checkpoint
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -52,10 +52,7 @@ def read_checkpoint(path: str) -> dict:
         raise FileNotFoundError(
             f'checkpoint {path} not found; convert a timm checkpoint with '
             f'tools/model_converters/timm2mmcoatnet.py SRC {path}')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path, device='cpu')
-    return safe_torch_load(path)
+    return load_local_checkpoint(path, map_location='cpu')
 
 
 def unwrap_state_dict(checkpoint: dict) -> StateDict:

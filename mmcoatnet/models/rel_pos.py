@@ -74,11 +74,6 @@ def gather_relative_bias_rows(table: torch.Tensor, feat_size: Size, row_start: i
     return windows.view(heads, h * w, -1).flip(1).transpose(1, 2)
 
 
-def relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
-    """The (heads, HW, HW) attention bias for an H x W map from a table of any pre-training size."""
-    return gather_relative_bias(resize_bias_table(table, feat_size), feat_size)
-
-
 def log_relative_coords(feat_size: Size, device=None, dtype=None) -> torch.Tensor:
     """(2H-1, 2W-1, 2) offsets (dy, dx) mapped to sign(d) * log(1 + |d|), the input of timm's
     relative-position MLP; independent of any pre-training size."""
