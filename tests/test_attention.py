@@ -117,8 +117,8 @@ def test_eval_cache_keeps_only_the_table_for_large_sizes():
     with torch.no_grad():
         small, large = rel((3, 3)), rel((20, 30))  # 648 B and 2.9 MB of bias
         assert rel((3, 3)) is small
-        kinds = {key[0]: kind for key, (kind, _) in rel._cache.items()}
-        assert kinds == {(3, 3): 'bias', (20, 30): 'table'}
+        kept = {key[0]: sorted(entry) for key, entry in rel._cache.items()}
+        assert kept == {(3, 3): ['bias', 'table'], (20, 30): ['table']}
         assert torch.equal(rel((20, 30)), large)
         assert torch.equal(large, plain_bias(rel.table, (20, 30)))
 
@@ -126,7 +126,8 @@ def test_eval_cache_keeps_only_the_table_for_large_sizes():
 def test_chunked_training_attention_equals_reference_with_gradients():
     torch.manual_seed(0)
     attn = RelativeAttention(32, 64, 64, 32, RelativePositionBias(2, (4, 4)),
-                             max_train_bias_bytes=2 * 7 * 63 * 4 * 2).train()  # 2 rows a chunk
+                             max_bias_bytes=2 * 2 * 7 * 63 * 4 * 2).train()  # 2 rows a chunk
+    assert attn.rows_per_chunk(2, (9, 7)) == 2
     x = torch.randn(2, 9, 7, 32)
     out = attn(x)
     out.square().sum().backward()
@@ -138,3 +139,15 @@ def test_chunked_training_attention_equals_reference_with_gradients():
     for name, param in attn.named_parameters():
         torch.testing.assert_close(chunked[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
     assert attn.rel_pos.table.grad.abs().sum() > 0
+
+
+def test_chunked_inference_equals_reference_and_uses_the_cached_table():
+    torch.manual_seed(0)
+    attn = RelativeAttention(32, 64, 64, 32, RelativePositionBias(2, (4, 4)),
+                             max_bias_bytes=2 * 7 * 63 * 4 * 3).eval()  # 3 rows a chunk
+    x = torch.randn(1, 9, 7, 32)
+    with torch.no_grad():
+        out = attn(x)
+        torch.testing.assert_close(out, reference_attention(attn, x), atol=1e-5, rtol=1e-5)
+    (key, entry), = attn.rel_pos._cache.items()
+    assert key[0] == (9, 7) and list(entry) == ['table']  # the full bias never existed

@@ -1,6 +1,7 @@
 """Global multi-head self-attention with CoAtNet's relative position bias, and the two providers of
 that bias: a learned table (resized for other sizes) and timm's relative-position MLP."""
 from collections import OrderedDict
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -13,12 +14,12 @@ from .rel_pos import (Size, gather_relative_bias, gather_relative_bias_rows, log
 
 
 class CachedBiasProvider(nn.Module):
-    """Returns the (heads, HW, HW) bias for a feature size, gathered from a (heads, 2H-1, 2W-1)
-    table that subclasses provide for that size (``table_for``).
+    """Gives, for a feature size, the (heads, 2H-1, 2W-1) table (``table_at``) or the whole
+    (heads, HW, HW) bias gathered from it (``forward``); subclasses make the table (``table_for``).
 
-    In eval mode without autograd, recent sizes are cached: the whole bias while it is at most
-    ``max_cached_bias_bytes`` (a 14x14 map with 12 heads is 1.8 MB), otherwise only the table for the
-    size, so detection resolutions do not keep hundreds of MB per layer (50x84 with 12 heads would be
+    In eval mode without autograd, recent sizes are cached: the table always, the whole bias only
+    while it is at most ``max_cached_bias_bytes`` (a 14x14 map with 12 heads is 1.8 MB), so
+    detection resolutions do not keep hundreds of MB per layer (50x84 with 12 heads would be
     0.85 GB). The key holds the parameters' version counters, so an optimizer step or a loaded
     checkpoint never serves a stale bias. In training nothing is kept: gradients must reach the
     parameters at every step.
@@ -29,33 +30,42 @@ class CachedBiasProvider(nn.Module):
         self.num_heads = num_heads
         self.cache_size = cache_size
         self.max_cached_bias_bytes = max_cached_bias_bytes
-        self._cache: 'OrderedDict[tuple, tuple]' = OrderedDict()
+        self._cache: 'OrderedDict[tuple, dict]' = OrderedDict()
 
     def table_for(self, feat_size: Size) -> torch.Tensor:
         raise NotImplementedError
 
-    def _cacheable(self) -> bool:
+    def _cache_entry(self, feat_size: Size) -> Optional[dict]:
+        """The cache slot for this size, or None when caching is not allowed now."""
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        return not self.training and not needs_grad
-
-    def forward(self, feat_size: Size) -> torch.Tensor:
-        feat_size = (int(feat_size[0]), int(feat_size[1]))
-        if not self._cacheable():
+        if self.training or needs_grad:
             self._cache.clear()
-            return gather_relative_bias(self.table_for(feat_size), feat_size)
+            return None
         first = next(self.parameters())
         key = (feat_size, first.device, first.dtype, tuple(p._version for p in self.parameters()))
         entry = self._cache.get(key)
-        if entry is not None:
-            self._cache.move_to_end(key)
-            kind, tensor = entry
-            return tensor if kind == 'bias' else gather_relative_bias(tensor, feat_size)
-        table = self.table_for(feat_size).detach()
-        bias = gather_relative_bias(table, feat_size)
-        small = bias.numel() * bias.element_size() <= self.max_cached_bias_bytes
-        self._cache[key] = ('bias', bias) if small else ('table', table)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        if entry is None:
+            entry = self._cache[key] = dict(table=self.table_for(feat_size).detach())
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        return entry
+
+    def table_at(self, feat_size: Size) -> torch.Tensor:
+        feat_size = (int(feat_size[0]), int(feat_size[1]))
+        entry = self._cache_entry(feat_size)
+        return self.table_for(feat_size) if entry is None else entry['table']
+
+    def forward(self, feat_size: Size) -> torch.Tensor:
+        feat_size = (int(feat_size[0]), int(feat_size[1]))
+        entry = self._cache_entry(feat_size)
+        if entry is None:
+            return gather_relative_bias(self.table_for(feat_size), feat_size)
+        if 'bias' in entry:
+            return entry['bias']
+        bias = gather_relative_bias(entry['table'], feat_size)
+        if bias.numel() * bias.element_size() <= self.max_cached_bias_bytes:
+            entry['bias'] = bias
         return bias
 
 
@@ -114,17 +124,21 @@ def _attend_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch
 
 
 def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                               table: torch.Tensor, feat_size: Size,
-                               rows_per_chunk: int) -> torch.Tensor:
-    """Exact attention over query chunks of ``rows_per_chunk`` map rows, each recomputed in backward:
-    training memory holds one chunk's bias and scores instead of every layer's full N x N ones."""
+                               table: torch.Tensor, feat_size: Size, rows_per_chunk: int,
+                               recompute: bool) -> torch.Tensor:
+    """Exact attention over query chunks of ``rows_per_chunk`` map rows: memory holds one chunk's
+    bias and scores instead of the full N x N ones. With ``recompute`` (training) each chunk is
+    recomputed in backward, so nothing N x N is kept for it either."""
     width = feat_size[1]
     outs = []
     for start in range(0, feat_size[0], rows_per_chunk):
         stop = min(start + rows_per_chunk, feat_size[0])
         q_rows = q[:, :, start * width:stop * width]
-        outs.append(cp.checkpoint(_attend_rows, q_rows, k, v, table, feat_size, start, stop,
-                                  use_reentrant=False))
+        if recompute:
+            outs.append(cp.checkpoint(_attend_rows, q_rows, k, v, table, feat_size, start, stop,
+                                      use_reentrant=False))
+        else:
+            outs.append(_attend_rows(q_rows, k, v, table, feat_size, start, stop))
     return torch.cat(outs, dim=2)
 
 
@@ -133,16 +147,16 @@ class RelativeAttention(nn.Module):
 
     q, k and v come from one linear layer whose output is laid out head-major
     (head 0's q, k, v, then head 1's, ...). The kernel is PyTorch's scaled_dot_product_attention with
-    the bias as an additive mask, so fused kernels are used where the platform has them. In training,
-    when one layer's (heads, N, N) bias would exceed ``max_train_bias_bytes``, queries are processed
-    in chunks of map rows that are recomputed in backward (same result, bounded memory).
+    the bias as an additive mask, so fused kernels are used where the platform has them. When one
+    layer's (heads, N, N) float32 bias would exceed ``max_bias_bytes``, queries are processed in
+    chunks of map rows (recomputed in backward when training): same result, bounded memory.
     """
 
     def __init__(self, in_channels: int, out_channels: int, attn_channels: int, head_dim: int,
                  rel_pos: CachedBiasProvider, qkv_bias: bool = True,
-                 max_train_bias_bytes: int = 64 << 20):
+                 max_bias_bytes: int = 64 << 20):
         super().__init__()
-        self.max_train_bias_bytes = max_train_bias_bytes
+        self.max_bias_bytes = max_bias_bytes
         if attn_channels % head_dim:
             raise ValueError(f'attention width {attn_channels} is not a multiple of head_dim {head_dim}')
         self.num_heads = attn_channels // head_dim
@@ -151,16 +165,23 @@ class RelativeAttention(nn.Module):
         self.rel_pos = rel_pos
         self.proj = nn.Linear(attn_channels, out_channels, bias=qkv_bias)
 
+    def rows_per_chunk(self, batch: int, feat_size: Size) -> int:
+        """Map rows of queries whose bias and scores (batch x heads x rows*W x N) fit the budget."""
+        height, width = feat_size
+        row_bytes = max(batch, 1) * self.num_heads * width * height * width * 4
+        return max(1, self.max_bias_bytes // row_bytes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, _ = x.shape
         tokens = height * width
         qkv = self.qkv(x).view(batch, tokens, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
-        row_bytes = self.num_heads * width * tokens * 4
-        rows_per_chunk = max(1, self.max_train_bias_bytes // row_bytes)
-        if self.training and torch.is_grad_enabled() and rows_per_chunk < height:
-            table = self.rel_pos.table_for((height, width))
-            out = chunked_relative_attention(q, k, v, table, (height, width), rows_per_chunk)
+        rows_per_chunk = self.rows_per_chunk(batch, (height, width))
+        if rows_per_chunk < height:
+            recompute = self.training and torch.is_grad_enabled()
+            table = self.rel_pos.table_at((height, width))
+            out = chunked_relative_attention(q, k, v, table, (height, width), rows_per_chunk,
+                                             recompute)
         else:
             bias = self.rel_pos((height, width)).to(q.dtype)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))

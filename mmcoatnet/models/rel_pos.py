@@ -43,35 +43,42 @@ def resize_bias_table(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     return resized.squeeze(0).to(table.dtype)
 
 
-def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
-    """(heads, HW, HW) bias with entry (h, i, j) = table[h, y_i - y_j + H - 1, x_i - x_j + W - 1].
-
-    Built by sliding an H x W window over the table: window k at corner k holds
-    table[corner(k) + pos(j)], which is symmetric in (k, j); reversing the key axis turns the sum of
-    positions into the difference. No N x N index tensor is materialised, and the backward pass is a
-    fold (scatter-add) back into the table.
-    """
+def _check_table_fits(table: torch.Tensor, feat_size: Size):
     h, w = feat_size
-    heads = table.shape[0]
     if tuple(table.shape[-2:]) != table_size(feat_size):
         raise ValueError(
             f'bias table of shape {tuple(table.shape)} does not fit a {h}x{w} feature map, '
             f'which needs (heads, {2 * h - 1}, {2 * w - 1}); resize it with resize_bias_table first')
-    windows = F.unfold(table.unsqueeze(0), kernel_size=(h, w))  # (1, heads*HW, HW)
-    return windows.view(heads, h * w, h * w).flip(-1)
 
 
 def gather_relative_bias_rows(table: torch.Tensor, feat_size: Size, row_start: int,
                               row_stop: int) -> torch.Tensor:
-    """The rows of :func:`gather_relative_bias` for the queries in map rows [row_start, row_stop):
-    (heads, (row_stop - row_start) * W, HW), built from the table rows those queries reach only."""
+    """The bias rows of the queries in map rows [row_start, row_stop): (heads, rows * W, HW), with
+    entry (h, i, j) = table[h, y_i - y_j + H - 1, x_i - x_j + W - 1].
+
+    Built in two steps without an N x N index: first, for every vertical offset the queries reach,
+    the small (W x W) Toeplitz block of horizontal offsets (a view of the table, reversed); then one
+    gather that copies whole block rows, indexed by (query row - key row). Its backward is an
+    index-add back into the table.
+    """
+    _check_table_fits(table, feat_size)
     h, w = feat_size
     heads = table.shape[0]
-    if tuple(table.shape[-2:]) != table_size(feat_size):
-        raise ValueError(f'bias table of shape {tuple(table.shape)} does not fit a {h}x{w} map')
-    rows = table[:, row_start:row_stop - 1 + h]
-    windows = F.unfold(rows.unsqueeze(0), kernel_size=(h, w))  # (1, heads*HW, queries)
-    return windows.view(heads, h * w, -1).flip(1).transpose(1, 2)
+    rows = table[:, row_start:row_stop - 1 + h]  # the vertical offsets these queries reach
+    # blocks[hd, x_q, dy, x_k] = rows[hd, dy, x_q - x_k + W - 1]
+    blocks = rows.unfold(-1, w, 1).flip(-1).permute(0, 2, 1, 3)
+    device = table.device
+    dy = (torch.arange(row_stop - row_start, device=device)[:, None]
+          - torch.arange(h, device=device)[None, :] + h - 1)  # (query rows, key rows)
+    head_index = torch.arange(heads, device=device)[:, None, None, None]
+    column_index = torch.arange(w, device=device)[None, None, :, None]
+    bias = blocks[head_index, column_index, dy[None, :, None, :]]  # (heads, y_q, x_q, y_k, x_k)
+    return bias.reshape(heads, (row_stop - row_start) * w, h * w)
+
+
+def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """(heads, HW, HW) bias with entry (h, i, j) = table[h, y_i - y_j + H - 1, x_i - x_j + W - 1]."""
+    return gather_relative_bias_rows(table, feat_size, 0, feat_size[0])
 
 
 def log_relative_coords(feat_size: Size, device=None, dtype=None) -> torch.Tensor:
