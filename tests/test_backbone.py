@@ -164,3 +164,34 @@ def test_syncbn_config_builds_and_runs_in_eval():
     model = CoAtNet(arch=small_arch(), norm_cfg=dict(type='SyncBN', requires_grad=True))
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
     assert feature_shapes(model, 64, 64)[0] == (1, 16, 16, 16)
+
+
+def test_windowed_s3_equals_global_when_one_window_covers_the_map():
+    torch.manual_seed(0)
+    global_model = CoAtNet('coatnet-0-rw').eval()
+    windowed = CoAtNet('coatnet-0-rw', window_attention=dict()).eval()
+    assert windowed.load_state_dict(global_model.state_dict()) is not None  # same parameters
+    assert [b.window_size for b in windowed.stages[2].blocks] == [None, (14, 14), (14, 14), None,
+                                                                  (14, 14), (14, 14), None]
+    x = torch.randn(1, 3, 224, 224)  # S3 is 14x14: a single window
+    with torch.no_grad():
+        for a, b in zip(global_model(x), windowed(x)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        larger = torch.randn(1, 3, 320, 288)  # 20x18: windows with padding now differ
+        assert not torch.allclose(global_model(larger)[2], windowed(larger)[2], atol=1e-3)
+
+
+def test_windowed_s3_trains_at_odd_sizes_and_checks_its_options():
+    model = CoAtNet(small_arch(depths=(1, 1, 3, 1)), pretrain_img_size=64,
+                    window_attention=dict(window_size=3, global_blocks=[2])).train()
+    assert [b.window_size for b in model.stages[2].blocks] == [(3, 3), (3, 3), None]
+    outs = model(torch.randn(2, 3, 97, 75))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(25, 19), (13, 10), (7, 5), (4, 3)]
+    sum(o.sum() for o in outs).backward()
+    assert all(b.attn.rel_pos.table.grad.abs().sum() > 0 for b in model.stages[2].blocks)
+    with pytest.raises(ValueError, match='unknown keys'):
+        CoAtNet(small_arch(), window_attention=dict(window=7))
+    with pytest.raises(ValueError, match='not S3 blocks'):
+        CoAtNet(small_arch(), window_attention=dict(global_blocks=[5]))
+    with pytest.raises(ValueError, match='transformer S3'):
+        CoAtNet(small_arch(block_types=('C', 'C', 'C', 'T')), window_attention=dict())

@@ -171,19 +171,26 @@ class RelativeAttention(nn.Module):
         row_bytes = max(batch, 1) * self.num_heads * width * height * width * 4
         return max(1, self.max_bias_bytes // row_bytes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``key_padding_mask``: optional (B, H*W) bool, True where a token is padding that no
+        query may attend to (the edges of windows)."""
         batch, height, width, _ = x.shape
         tokens = height * width
         qkv = self.qkv(x).view(batch, tokens, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
         rows_per_chunk = self.rows_per_chunk(batch, (height, width))
-        if rows_per_chunk < height:
+        if key_padding_mask is None and rows_per_chunk < height:
             recompute = self.training and torch.is_grad_enabled()
             table = self.rel_pos.table_at((height, width))
             out = chunked_relative_attention(q, k, v, table, (height, width), rows_per_chunk,
                                              recompute)
         else:
-            bias = self.rel_pos((height, width)).to(q.dtype)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+            mask = self.rel_pos((height, width)).to(q.dtype).unsqueeze(0)
+            if key_padding_mask is not None:
+                hidden = torch.zeros(key_padding_mask.shape, dtype=q.dtype, device=q.device)
+                hidden.masked_fill_(key_padding_mask, float('-inf'))
+                mask = mask + hidden[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(batch, height, width, -1)
         return self.proj(out)

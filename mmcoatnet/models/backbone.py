@@ -11,8 +11,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .archs import ArchSpec, resolve_arch
 from .attention import RelativePositionBias
 from .blocks import CoAtNetStage, MBConv, Stem, TransformerBlock
+from .windows import as_window_size
 
 MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input
+
+
+WINDOWED_STAGE = 2  # S3: S4 is small enough at any detection size to stay global
+
+
+def default_global_blocks(depth: int) -> Tuple[int, ...]:
+    """Every third block counted back from the last, as ViTDet keeps 2, 5, 8, 11 of 12 global."""
+    return tuple(range(depth - 1, -1, -3))[::-1]
 
 
 def halve(size: Tuple[int, int]) -> Tuple[int, int]:
@@ -37,6 +46,11 @@ class CoAtNet(BaseModule):
             (parameters and norm statistics).
         norm_eval: keep every BatchNorm in eval mode during training.
         with_cp: recompute each block's activations in backward to save memory.
+        window_attention: None (default) keeps the paper's global attention everywhere. A dict
+            runs S3 attention in windows, for the highest resolutions: ``window_size`` (int or
+            (h, w); default the S3 pre-training feature size, 14x14 for 224, so tables need no
+            resizing) and ``global_blocks`` (S3 block indices kept global for propagation across
+            windows; default every third counted back from the last). S4 stays global.
         init_cfg: mmengine initialisation config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
     """
 
@@ -50,6 +64,7 @@ class CoAtNet(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 window_attention: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
@@ -78,6 +93,11 @@ class CoAtNet(BaseModule):
         for stage_index, (depth, width, kind) in enumerate(
                 zip(depths, self.arch['channels'], self.arch['block_types'])):
             feat_size = halve(feat_size)
+            windows = (self._window_sizes(window_attention, depth, feat_size)
+                       if stage_index == WINDOWED_STAGE else [None] * depth)
+            if kind != 'T' and any(windows):
+                raise ValueError(f'window_attention needs a transformer S3, but this arch has '
+                                 f'block types {self.arch["block_types"]}')
             blocks = []
             for block_index in range(depth):
                 block_in = stage_in if block_index == 0 else width
@@ -87,11 +107,31 @@ class CoAtNet(BaseModule):
                     blocks.append(MBConv(block_in, width, stride, conv_options, norm_cfg, drop_path))
                 else:
                     blocks.append(TransformerBlock(block_in, width, stride, transformer_options,
-                                                   feat_size, drop_path))
+                                                   feat_size, drop_path, windows[block_index]))
             self.stages.append(CoAtNetStage(blocks, channels_last=(kind == 'T'), with_cp=with_cp))
             stage_in = width
         self.out_channels = [self.arch['channels'][i] for i in self.out_indices]
         self._freeze_stages()
+
+    @staticmethod
+    def _window_sizes(window_attention: Optional[dict], depth: int, pretrain_feat_size):
+        """Per S3 block: its window size, or None for global attention."""
+        if window_attention is None:
+            return [None] * depth
+        unknown = set(window_attention) - {'window_size', 'global_blocks'}
+        if unknown:
+            raise ValueError(f'window_attention takes window_size and global_blocks, '
+                             f'got unknown keys {sorted(unknown)}')
+        size = as_window_size(window_attention.get('window_size'), pretrain_feat_size)
+        if min(size) < 1:
+            raise ValueError(f'window_size must be positive, got {size}')
+        global_blocks = window_attention.get('global_blocks')
+        if global_blocks is None:
+            global_blocks = default_global_blocks(depth)
+        outside = [i for i in global_blocks if not 0 <= i < depth]
+        if outside:
+            raise ValueError(f'global_blocks {outside} are not S3 blocks 0-{depth - 1}')
+        return [None if i in global_blocks else size for i in range(depth)]
 
     def _frozen_modules(self):
         if self.frozen_stages >= 0:

@@ -10,6 +10,7 @@ from mmcv.cnn.bricks import DropPath
 
 from .attention import RelativeAttention, build_bias_provider
 from .rel_pos import Size
+from .windows import window_padding_mask, window_partition, window_unpartition
 
 
 def build_pool(kind: str) -> nn.Module:
@@ -154,12 +155,15 @@ class TransformerBlock(nn.Module):
     """Pre-norm transformer block with relative attention on channels-last (B, H, W, C) maps.
 
     With stride 2 the normalised input is pooled before attention and the shortcut is a pooled
-    projection, as in the paper's downsampling transformer block.
+    projection, as in the paper's downsampling transformer block. With ``window_size`` attention
+    runs inside non-overlapping windows (padding at the edges is masked out); None is global.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, options: dict,
-                 pretrain_feat_size: Size, drop_path: float = 0.):
+                 pretrain_feat_size: Size, drop_path: float = 0.,
+                 window_size: Optional[Size] = None):
         super().__init__()
+        self.window_size = tuple(window_size) if window_size is not None else None
         attn_channels = out_channels if options['attn_width'] == 'out' else in_channels
 
         if stride == 2:
@@ -192,8 +196,20 @@ class TransformerBlock(nn.Module):
         if self.attn_pool is not None:
             x = self.shortcut_proj(pool_channels_last(self.shortcut_pool, x))
             y = pool_channels_last(self.attn_pool, y)
-        x = x + self.drop_path(self.ls1(self.attn(y)))
+        x = x + self.drop_path(self.ls1(self._attend(y)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+    def _attend(self, y: torch.Tensor) -> torch.Tensor:
+        if self.window_size is None:
+            return self.attn(y)
+        feat_size = y.shape[1:3]
+        mask = window_padding_mask(y.shape[0], feat_size, self.window_size, y.device)
+        out = self.attn(window_partition(y, self.window_size), key_padding_mask=mask)
+        return window_unpartition(out, feat_size)
+
+    def extra_repr(self) -> str:
+        return f'window_size={self.window_size}' if self.window_size else ''
 
 
 class CoAtNetStage(nn.Module):
