@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from mmcoatnet.models.rel_pos import (gather_relative_bias, gather_relative_bias_rows,
-                                      relative_position_index, resize_bias_table, table_size)
+                                      relative_bias_rows_keys_reversed, relative_position_index,
+                                      resize_bias_table, reverse_key_rows, table_size,
+                                      toeplitz_blocks)
 
 SIZES = [(14, 14), (7, 7), (3, 5), (5, 3), (1, 4), (1, 1)]
 
@@ -91,3 +93,23 @@ def test_row_gather_equals_the_rows_of_the_full_gather(size, start, stop):
     full = gather_relative_bias(table, size)
     w = size[1]
     assert torch.equal(gather_relative_bias_rows(table, size, start, stop), full[:, start * w:stop * w])
+
+
+@pytest.mark.parametrize('size, start, stop', [((5, 7), 0, 5), ((5, 7), 2, 4), ((6, 3), 5, 6),
+                                               ((1, 4), 0, 1)])
+def test_key_reversed_view_is_the_plain_bias_with_key_rows_reversed(size, start, stop):
+    torch.manual_seed(0)
+    h, w = size
+    table = torch.randn(3, *table_size(size))
+    plain = table.flatten(1)[:, relative_position_index(size)]  # (heads, N, N)
+    view = relative_bias_rows_keys_reversed(toeplitz_blocks(table, w), h, start, stop)
+    assert view.shape == (3, stop - start, w, h, w)
+    expected = plain[:, start * w:stop * w].unflatten(-1, size).flip(-2).flatten(-2)  # key rows reversed
+    assert torch.equal(view.reshape(3, (stop - start) * w, h * w), expected)
+
+
+def test_reverse_key_rows_reverses_map_rows_only():
+    x = torch.arange(6.).view(1, 6, 1)  # a 2x3 map, one channel
+    assert reverse_key_rows(x, (2, 3)).flatten().tolist() == [3, 4, 5, 0, 1, 2]
+    with pytest.raises(ValueError, match='lack the vertical offsets'):
+        relative_bias_rows_keys_reversed(torch.zeros(1, 3, 4, 3), 5, 0, 2)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
 
-from .rel_pos import (Size, gather_relative_bias, gather_relative_bias_rows, log_relative_coords,
-                      resize_bias_table, table_size)
+from .rel_pos import (Size, gather_relative_bias, log_relative_coords, relative_bias_rows_keys_reversed,
+                      resize_bias_table, reverse_key_rows, table_size, toeplitz_blocks)
 
 
 class CachedBiasProvider(nn.Module):
@@ -117,10 +117,19 @@ def build_bias_provider(options: dict, num_heads: int, pretrain_feat_size: Size)
     raise ValueError(f'unknown rel_pos {kind!r}; known: "table", "mlp"')
 
 
-def _attend_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor,
-                 feat_size: Size, row_start: int, row_stop: int) -> torch.Tensor:
-    bias = gather_relative_bias_rows(table, feat_size, row_start, row_stop).to(q.dtype)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+def _attend_rows(q: torch.Tensor, k_reversed: torch.Tensor, v_reversed: torch.Tensor,
+                 table: torch.Tensor, feat_size: Size, row_start: int, row_stop: int,
+                 blocks: Optional[torch.Tensor] = None,
+                 bias_buffer: Optional[torch.Tensor] = None) -> torch.Tensor:
+    height, width = feat_size
+    if blocks is None:  # only the offsets these rows reach
+        blocks = toeplitz_blocks(table[:, row_start:row_stop - 1 + height], width)
+        row_start, row_stop = 0, row_stop - row_start
+    bias = relative_bias_rows_keys_reversed(blocks, height, row_start, row_stop)
+    if bias_buffer is not None:  # reused across chunks: no fresh pages to fault in each time
+        bias = bias_buffer[:bias.numel()].view(bias.shape).copy_(bias)
+    bias = bias.reshape(bias.shape[0], -1, k_reversed.shape[-2]).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k_reversed, v_reversed, attn_mask=bias.unsqueeze(0))
 
 
 def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -128,17 +137,25 @@ def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                                recompute: bool) -> torch.Tensor:
     """Exact attention over query chunks of ``rows_per_chunk`` map rows: memory holds one chunk's
     bias and scores instead of the full N x N ones. With ``recompute`` (training) each chunk is
-    recomputed in backward, so nothing N x N is kept for it either."""
-    width = feat_size[1]
+    recomputed in backward, so nothing N x N is kept for it either. Keys and values are taken in
+    reversed row order, which makes each chunk's bias a plain copy of a view of the table."""
+    height, width = feat_size
+    k, v = reverse_key_rows(k, feat_size), reverse_key_rows(v, feat_size)
+    blocks = bias_buffer = None
+    if not torch.is_grad_enabled():  # shared by the chunks; in training each chunk makes its own
+        blocks = toeplitz_blocks(table, width)
+        rows = min(rows_per_chunk, height)
+        bias_buffer = table.new_empty(table.shape[0] * rows * width * height * width)
     outs = []
-    for start in range(0, feat_size[0], rows_per_chunk):
-        stop = min(start + rows_per_chunk, feat_size[0])
+    for start in range(0, height, rows_per_chunk):
+        stop = min(start + rows_per_chunk, height)
         q_rows = q[:, :, start * width:stop * width]
         if recompute:
             outs.append(cp.checkpoint(_attend_rows, q_rows, k, v, table, feat_size, start, stop,
                                       use_reentrant=False))
         else:
-            outs.append(_attend_rows(q_rows, k, v, table, feat_size, start, stop))
+            outs.append(_attend_rows(q_rows, k, v, table, feat_size, start, stop, blocks,
+                                     bias_buffer))
     return torch.cat(outs, dim=2)
 
 

@@ -51,6 +51,12 @@ def _check_table_fits(table: torch.Tensor, feat_size: Size):
             f'which needs (heads, {2 * h - 1}, {2 * w - 1}); resize it with resize_bias_table first')
 
 
+def toeplitz_blocks(table: torch.Tensor, width: int) -> torch.Tensor:
+    """(heads, W, 2H-1, W) blocks[h, x_q, dy, x_k] = table[h, dy, x_q - x_k + W - 1]: for every
+    vertical offset, the W x W bias between two map rows. Small: (2H-1) W^2 per head."""
+    return table.unfold(-1, width, 1).flip(-1).permute(0, 2, 1, 3).contiguous()
+
+
 def gather_relative_bias_rows(table: torch.Tensor, feat_size: Size, row_start: int,
                               row_stop: int) -> torch.Tensor:
     """The bias rows of the queries in map rows [row_start, row_stop): (heads, rows * W, HW), with
@@ -64,9 +70,7 @@ def gather_relative_bias_rows(table: torch.Tensor, feat_size: Size, row_start: i
     _check_table_fits(table, feat_size)
     h, w = feat_size
     heads = table.shape[0]
-    rows = table[:, row_start:row_stop - 1 + h]  # the vertical offsets these queries reach
-    # blocks[hd, x_q, dy, x_k] = rows[hd, dy, x_q - x_k + W - 1]
-    blocks = rows.unfold(-1, w, 1).flip(-1).permute(0, 2, 1, 3)
+    blocks = toeplitz_blocks(table[:, row_start:row_stop - 1 + h], w)  # offsets these rows reach
     device = table.device
     dy = (torch.arange(row_stop - row_start, device=device)[:, None]
           - torch.arange(h, device=device)[None, :] + h - 1)  # (query rows, key rows)
@@ -74,6 +78,31 @@ def gather_relative_bias_rows(table: torch.Tensor, feat_size: Size, row_start: i
     column_index = torch.arange(w, device=device)[None, None, :, None]
     bias = blocks[head_index, column_index, dy[None, :, None, :]]  # (heads, y_q, x_q, y_k, x_k)
     return bias.reshape(heads, (row_stop - row_start) * w, h * w)
+
+
+def relative_bias_rows_keys_reversed(blocks: torch.Tensor, height: int, row_start: int,
+                                     row_stop: int) -> torch.Tensor:
+    """The bias of the queries in map rows [row_start, row_stop) with the *key* map rows in reverse
+    order, as a (heads, query rows, W, H, W) view of :func:`toeplitz_blocks`: (h, y_q, x_q, r, x_k)
+    is the bias between query (row_start + y_q, x_q) and key (H - 1 - r, x_k).
+
+    With key rows reversed the vertical offset index y_q + r grows along both axes, so the bias is a
+    strided view: no gather, just one copy where a contiguous tensor is needed. Attention is
+    unchanged when keys and values are reversed alike.
+    """
+    if blocks.shape[2] < row_stop - 1 + height:
+        raise ValueError(f'blocks of shape {tuple(blocks.shape)} lack the vertical offsets of '
+                         f'rows [{row_start}, {row_stop}) of a {height}-row map')
+    rows = blocks[:, :, row_start:row_stop - 1 + height]
+    # unfold: (hd, x_q, y_q, x_k, r) = rows[hd, x_q, y_q + r, x_k], offset y_q - (H-1-r) + H-1
+    return rows.unfold(2, height, 1).permute(0, 2, 1, 4, 3)
+
+
+def reverse_key_rows(x: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """(..., H*W, C) tokens with the map rows in reverse order, to pair with
+    :func:`relative_bias_rows_keys_reversed`."""
+    h, w = feat_size
+    return x.unflatten(-2, (h, w)).flip(-3).flatten(-3, -2)
 
 
 def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
