@@ -203,3 +203,36 @@ def test_amp_without_a_gpu_is_refused_clearly(tmp_path):
                       check=False, env=no_gpu)
     assert result.returncode != 0 and 'Traceback' not in result.stderr
     assert '--amp needs a GPU' in result.stderr
+
+
+def test_benchmark_measures_each_case_in_its_own_process_and_writes_reports(tmp_path):
+    out = tmp_path / 'bench'
+    result = run_tool('tools/analysis_tools/benchmark.py', '--arch', 'coatnet-pico',
+                      '--sizes', '64', '80x112', '--impls', 'mmcoatnet', 'mmcoatnet-windowed',
+                      'plain-reference', 'swin-t', 'timm', '--min-repeats', '1', '--max-repeats',
+                      '1', '--min-seconds', '0', '--out-dir', str(out))
+    assert 'skipping timm: coatnet-pico has no timm counterpart' in result.stdout
+    report = json.loads((out / 'benchmark.json').read_text())
+    rows = report['results']
+    assert len(rows) == 2 * 2 * 4 and not [r for r in rows if 'error' in r]
+    assert {(r['impl'], tuple(r['size']), r['mode']) for r in rows} == {
+        (impl, size, mode) for impl in ('mmcoatnet', 'mmcoatnet-windowed', 'plain-reference', 'swin-t')
+        for size in ((64, 64), (80, 112)) for mode in ('inference', 'train')}
+    for row in rows:
+        assert row['seconds'] > 0 and row['peak_memory_bytes'] > 0 and row['gflops'] > 0
+        assert row['times'] and row['matmul_fraction'] > 0
+    by_key = {(r['impl'], tuple(r['size']), r['mode']): r for r in rows}
+    # FLOPs grow with the input; a training step counts three forwards
+    ours = [by_key[('mmcoatnet', size, 'inference')]['gflops'] for size in ((64, 64), (80, 112))]
+    assert ours[1] > ours[0]
+    train = by_key[('mmcoatnet', (64, 64), 'train')]['gflops']
+    assert train == pytest.approx(3 * ours[0])
+    assert by_key[('swin-t', (64, 64), 'inference')]['params'] > 20e6  # Swin-T, not a toy
+    # the same weights and input give the same maps in every attention implementation
+    agreement = report['agreement']
+    assert agreement['reference'] == 'plain-reference'
+    assert set(agreement['max_abs_diff']) == {'mmcoatnet', 'mmcoatnet-windowed'}
+    assert agreement['max_abs_diff']['mmcoatnet'] < 1e-4
+    assert report['machine']['matmul_gflops'] > 0
+    table = (out / 'benchmark.md').read_text()
+    assert table.count('| inference |') == 8 and table.count('| train |') == 8

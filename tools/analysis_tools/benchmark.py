@@ -1,0 +1,416 @@
+"""Speed, memory and FLOPs of the CoAtNet backbone beside its alternatives, in one run on one machine.
+
+    python tools/analysis_tools/benchmark.py [--arch coatnet-0-rw] [--sizes 224 512 800x1344 1024]
+        [--impls mmcoatnet mmcoatnet-windowed plain-reference swin-t timm] [--modes inference train]
+        [--timm-python /path/to/timm-env/bin/python] [--out-dir work_dirs/benchmark]
+
+Implementations, all of the backbone alone (S1-S4 features), batch 1 by default, float32:
+  mmcoatnet           this package, global attention (the paper's model)
+  mmcoatnet-windowed  this package, S3 attention in windows of the pre-training size
+  plain-reference     this package's layers with a straightforward attention in place of ours: an
+                      (N x N) int64 index per block, the gathered bias, explicit softmax(q k^T + b) v
+  swin-t              mmdet's SwinTransformer, Swin-T settings
+  timm                timm's CoAtNet of the same architecture and weights, run by another Python
+                      (``--timm-python`` or $TIMM_PYTHON) since timm is not a dependency here
+
+Every (implementation, size, mode) case runs in a fresh process, so its peak memory is its own:
+peak RSS less the RSS after imports on CPU (weights, activations, buffers), or
+``torch.cuda.max_memory_allocated`` on a GPU. The time is the median over repeats after one warm-up;
+a training step is forward + backward of the features' mean. FLOPs are mmengine's count of the
+inference forward (with a handle for scaled_dot_product_attention), 2 per multiply-add; a training
+step is taken as 3x the forward. The machine's dense float32 matmul rate is measured in the same run.
+Results print as a table and are written to ``benchmark.json`` and ``benchmark.md`` in --out-dir.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+IMPLS = ('mmcoatnet', 'mmcoatnet-windowed', 'plain-reference', 'swin-t', 'timm')
+OWN_IMPLS = ('mmcoatnet', 'mmcoatnet-windowed', 'plain-reference')
+RESULT_PREFIX = 'BENCHMARK-RESULT '
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_size(text: str):
+    parts = text.lower().split('x')
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f'size {text!r} is not N or HxW')
+    return int(parts[0]), int(parts[1])
+
+
+def current_rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+# ----------------------------------------------------------------------------- models (in a case)
+
+def build_own(case: dict) -> torch.nn.Module:
+    sys.path.insert(0, REPO)
+    from mmcoatnet.models.backbone import CoAtNet
+    windowed = case['impl'] == 'mmcoatnet-windowed'
+    model = CoAtNet(case['arch'], window_attention=dict() if windowed else None)
+    if case.get('weights'):
+        from mmcoatnet.checkpoint import load_pretrained
+        load_pretrained(model, case['weights'], logger=None)
+    if case['impl'] == 'plain-reference':
+        from mmcoatnet.models.blocks import TransformerBlock
+        for block in model.modules():
+            if isinstance(block, TransformerBlock):
+                block.attn = PlainRelativeAttention(block.attn)
+    return model
+
+
+class PlainRelativeAttention(torch.nn.Module):
+    """The straightforward implementation, for comparison: a stored (N, N) int64 offset index per
+    size (as timm keeps one per block), the full bias gathered with it, and explicit matmuls."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+        self.index = {}
+
+    def forward(self, x, key_padding_mask=None):
+        from mmcoatnet.models.rel_pos import relative_position_index
+        attn = self.attn
+        batch, height, width, _ = x.shape
+        if (height, width) not in self.index:
+            self.index[(height, width)] = relative_position_index((height, width)).to(x.device)
+        bias = attn.rel_pos.table_for((height, width)).flatten(1)[:, self.index[(height, width)]]
+        qkv = attn.qkv(x).view(batch, height * width, attn.num_heads, 3, attn.head_dim)
+        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
+        scores = (q * attn.head_dim ** -0.5) @ k.transpose(-2, -1) + bias
+        out = scores.softmax(dim=-1) @ v
+        return attn.proj(out.transpose(1, 2).reshape(batch, height, width, -1))
+
+
+def build_swin(case: dict) -> torch.nn.Module:
+    from mmdet.models.backbones import SwinTransformer
+    return SwinTransformer(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
+                           window_size=7, out_indices=(0, 1, 2, 3))
+
+
+def build_timm(case: dict) -> torch.nn.Module:
+    import timm
+    extra = {}
+    if case.get('weights'):
+        extra = dict(pretrained=True, pretrained_cfg_overlay=dict(file=case['weights']))
+    # timm builds its bias tables and index buffers for one input size: the case's
+    return timm.create_model(case['timm_name'], features_only=True, out_indices=(1, 2, 3, 4),
+                             img_size=tuple(case['size']), **extra)
+
+
+def build_model(case: dict) -> torch.nn.Module:
+    if case['impl'] in OWN_IMPLS:
+        return build_own(case)
+    return {'swin-t': build_swin, 'timm': build_timm}[case['impl']](case)
+
+
+# ------------------------------------------------------------------------------ one case, measured
+
+def run_case(case: dict) -> dict:
+    if case.get('threads'):
+        torch.set_num_threads(case['threads'])
+    device = torch.device(case['device'])
+    cuda = device.type == 'cuda'
+    rss_after_imports = current_rss_bytes()
+    torch.manual_seed(0)
+    model = build_model(case).to(device)
+    training = case['mode'] == 'train'
+    model.train(training)
+    height, width = case['size']
+    if case.get('input'):
+        x = torch.load(case['input'], weights_only=True).to(device)
+    else:
+        x = torch.randn(case['batch'], 3, height, width, device=device)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        if training:
+            outs = model(x)
+            sum(o.float().mean() for o in outs).backward()
+            model.zero_grad(set_to_none=True)
+            return outs
+        with torch.no_grad():
+            return model(x)
+
+    times = []
+    outs = step()  # warm-up: kernels chosen, caches filled
+    if case.get('save_outputs'):
+        torch.save([o.detach().cpu() for o in outs], case['save_outputs'])
+    del outs
+    while (len(times) < case['min_repeats']
+           or (sum(times) < case['min_seconds'] and len(times) < case['max_repeats'])):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated() if cuda
+            else peak_rss_bytes() - rss_after_imports)
+    median = statistics.median(times)
+    return dict(case, seconds=median, times=times, images_per_second=case['batch'] / median,
+                peak_memory_bytes=peak, params=sum(p.numel() for p in model.parameters()),
+                torch=torch.__version__)
+
+
+def count_flops(case: dict) -> dict:
+    """mmengine's FLOP count of one inference forward, 2 FLOPs per multiply-add."""
+    from mmengine.analysis import FlopAnalyzer
+    from mmengine.analysis.jit_handles import get_shape
+    from mmengine.logging import MMLogger
+
+    def sdpa_macs(inputs, outputs):
+        q, k, v = (get_shape(value) for value in inputs[:3])
+        return math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
+
+    MMLogger.get_current_instance().setLevel('ERROR')
+    model = build_model(case)
+    model.eval()  # not chained: mmdet's Swin.train() returns None
+    x = torch.randn(case['batch'], 3, *case['size'])
+    analyzer = FlopAnalyzer(model, (x,))
+    analyzer.set_op_handle(**{'aten::scaled_dot_product_attention': sdpa_macs})
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return dict(flops=2 * analyzer.total(), params=sum(p.numel() for p in model.parameters()))
+
+
+def matmul_flops_per_second(device: str, threads: int = 0) -> float:
+    """Best of several dense float32 n x n matmuls: 2 n^3 FLOPs each."""
+    if threads:
+        torch.set_num_threads(threads)
+    n = 8192 if device.startswith('cuda') else 2048
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    best = float('inf')
+    for _ in range(6):
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+# ---------------------------------------------------------------------------- the run (the parent)
+
+def run_child(python: str, payload: dict, what: str, timeout: float) -> dict:
+    command = [python, osp.abspath(__file__), f'--{what}', json.dumps(payload)]
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return dict(payload, error=f'timed out after {timeout:.0f} s')
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    reason = 'killed (out of memory?)' if proc.returncode in (-9, 137) else ' | '.join(tail)
+    return dict(payload, error=f'exit {proc.returncode}: {reason}')
+
+
+def find_timm_python(explicit):
+    for candidate in (explicit, os.environ.get('TIMM_PYTHON'), sys.executable):
+        if not candidate:
+            continue
+        probe = subprocess.run([candidate, '-c', 'import timm'], capture_output=True)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def size_name(size) -> str:
+    return f'{size[0]}x{size[1]}'
+
+
+def gib(num_bytes) -> str:
+    return f'{num_bytes / 2 ** 30:.2f}'
+
+
+def markdown(report: dict) -> str:
+    machine = report['machine']
+    lines = [f"Measured on {machine['description']}; dense float32 matmul "
+             f"{machine['matmul_gflops']:.0f} GFLOP/s. Backbone `{report['arch']}`, "
+             f"batch {report['batch']}, float32, weights: {report['weights_from']}.",
+             agreement_line(report['agreement']), '',
+             '| mode | size | implementation | img/s | time (s) | peak mem (GiB) | GFLOPs '
+             '| achieved GFLOP/s | of matmul | time vs timm | mem vs timm |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for row in report['results']:
+        if 'error' in row:
+            lines.append(f"| {row['mode']} | {size_name(row['size'])} | {row['impl']} "
+                         f"| failed: {row['error']} |||||||||")
+            continue
+        ratio = row.get('vs_timm', {})
+        fmt = lambda key: f'{ratio[key]:.2f}x' if key in ratio else '-'  # noqa: E731
+        lines.append(
+            f"| {row['mode']} | {size_name(row['size'])} | {row['impl']} "
+            f"| {row['images_per_second']:.3g} | {row['seconds']:.3g} "
+            f"| {gib(row['peak_memory_bytes'])} | {row.get('gflops', float('nan')):.1f} "
+            f"| {row.get('achieved_gflops', float('nan')):.1f} "
+            f"| {100 * row.get('matmul_fraction', float('nan')):.0f}% | {fmt('time')} "
+            f"| {fmt('memory')} |")
+    return '\n'.join(lines) + '\n'
+
+
+def agreement_line(agreement: dict) -> str:
+    diffs = ', '.join(f'{impl} {diff:.1e}' for impl, diff in agreement['max_abs_diff'].items())
+    return (f"Same input at {size_name(agreement['size'])}, max abs difference of the S1-S4 maps "
+            f"from {agreement['reference']}: {diffs or 'not compared'}.")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='coatnet-0-rw')
+    parser.add_argument('--sizes', nargs='+', type=parse_size,
+                        default=[(224, 224), (512, 512), (800, 1344), (1024, 1024)])
+    parser.add_argument('--impls', nargs='+', choices=IMPLS, default=list(IMPLS))
+    parser.add_argument('--modes', nargs='+', choices=('inference', 'train'),
+                        default=['inference', 'train'])
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
+    parser.add_argument('--timm-python', help='a Python with timm (default: $TIMM_PYTHON, this one)')
+    parser.add_argument('--min-repeats', type=int, default=2)
+    parser.add_argument('--max-repeats', type=int, default=20)
+    parser.add_argument('--min-seconds', type=float, default=5.0,
+                        help='repeat a case until this much time is measured (or max-repeats)')
+    parser.add_argument('--case-timeout', type=float, default=1800)
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--case', help=argparse.SUPPRESS)
+    parser.add_argument('--flops', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def machine_description(device: str) -> str:
+    if device.startswith('cuda'):
+        return f'{torch.cuda.get_device_name()} (torch {torch.__version__})'
+    return (f'{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, '
+            f'{torch.get_num_threads()} torch threads (torch {torch.__version__})')
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.case or args.flops:
+        work = run_case if args.case else count_flops
+        print(RESULT_PREFIX + json.dumps(work(json.loads(args.case or args.flops))), flush=True)
+        return 0
+
+    sys.path.insert(0, REPO)
+    from mmcoatnet.models.archs import resolve_arch
+    timm_name = resolve_arch(args.arch).get('timm_name')
+    impls = list(args.impls)
+    timm_python = find_timm_python(args.timm_python) if 'timm' in impls else None
+    if 'timm' in impls and not (timm_python and timm_name):
+        why = (f'{args.arch} has no timm counterpart' if not timm_name
+               else 'no Python with timm (set --timm-python or $TIMM_PYTHON)')
+        print(f'skipping timm: {why}')
+        impls.remove('timm')
+    os.makedirs(args.out_dir, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    matmul = matmul_flops_per_second(args.device)
+    machine = dict(description=machine_description(args.device), matmul_gflops=matmul / 1e9,
+                   device=args.device)
+    print(f"machine: {machine['description']}; float32 matmul {matmul / 1e9:.0f} GFLOP/s", flush=True)
+
+    base = dict(arch=args.arch, batch=args.batch, device=args.device, threads=args.threads,
+                min_repeats=args.min_repeats, max_repeats=args.max_repeats,
+                min_seconds=args.min_seconds, timm_name=timm_name)
+    weights = None
+    if timm_python:  # one set of weights for every implementation of the architecture
+        weights = osp.abspath(osp.join(args.out_dir, f'{timm_name}.safetensors'))
+        saved = subprocess.run([timm_python, '-c', (
+            'import sys, timm, torch; from safetensors.torch import save_file; torch.manual_seed(0); '
+            f'm = timm.create_model({timm_name!r}); '
+            'save_file({k: v.contiguous() for k, v in m.state_dict().items()}, sys.argv[1])'),
+            weights], capture_output=True, text=True)
+        if saved.returncode:
+            print('could not save timm weights, own weights used:', saved.stderr.strip()[-300:])
+            weights = None
+
+    # the first size's inference outputs are compared across implementations: same weights, same maps
+    check_size = args.sizes[0]
+    check_input = osp.abspath(osp.join(args.out_dir, 'input.pt'))
+    torch.manual_seed(0)
+    torch.save(torch.randn(args.batch, 3, *check_size), check_input)
+    outputs = {}
+
+    flops = {}
+    results = []
+    for size in args.sizes:
+        for impl in impls:
+            flops_impl = 'mmcoatnet' if impl in ('plain-reference', 'timm') else impl
+            key = (flops_impl, size)
+            if key not in flops:
+                counted = run_child(sys.executable, dict(base, impl=flops_impl, size=size),
+                                    'flops', args.case_timeout)
+                flops[key] = counted.get('flops')
+        for mode in args.modes:
+            for impl in impls:
+                case = dict(base, impl=impl, size=size, mode=mode,
+                            weights=weights if impl in OWN_IMPLS + ('timm',) else None)
+                if size == check_size and mode == 'inference' and impl != 'swin-t':
+                    outputs[impl] = osp.abspath(osp.join(args.out_dir, f'outputs_{impl}.pt'))
+                    case.update(input=check_input, save_outputs=outputs[impl])
+                python = timm_python if impl == 'timm' else sys.executable
+                row = run_child(python, case, 'case', args.case_timeout)
+                forward = flops[('mmcoatnet' if impl in ('plain-reference', 'timm') else impl, size)]
+                if 'error' not in row and forward:
+                    row['gflops'] = forward * (3 if mode == 'train' else 1) / 1e9
+                    row['achieved_gflops'] = row['gflops'] / row['seconds']
+                    row['matmul_fraction'] = row['achieved_gflops'] * 1e9 / matmul
+                results.append(row)
+                shown = (row['error'] if 'error' in row else
+                         f"{row['seconds']:.3f} s, {gib(row['peak_memory_bytes'])} GiB")
+                print(f'{mode:9s} {size_name(size):>9s} {impl:18s} {shown}', flush=True)
+
+    for row in results:  # ratios against timm in the same mode and size
+        timm_row = next((r for r in results if r['impl'] == 'timm' and r['mode'] == row['mode']
+                         and r['size'] == row['size'] and 'error' not in r), None)
+        if timm_row and 'error' not in row:
+            row['vs_timm'] = dict(time=row['seconds'] / timm_row['seconds'],
+                                  memory=row['peak_memory_bytes'] / timm_row['peak_memory_bytes'])
+    agreement = {}
+    reference = 'timm' if 'timm' in outputs else 'plain-reference'
+    if reference in outputs and osp.exists(outputs[reference]):
+        expected = torch.load(outputs[reference], weights_only=True)
+        for impl, path in outputs.items():
+            if impl != reference and osp.exists(path):
+                got = torch.load(path, weights_only=True)
+                agreement[impl] = max((a - b).abs().max().item() for a, b in zip(got, expected))
+    report = dict(arch=args.arch, batch=args.batch, machine=machine, weights_from=timm_name
+                  if weights else 'own initialisation', results=results,
+                  agreement=dict(reference=reference, size=check_size, max_abs_diff=agreement))
+    with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
+        json.dump(report, f, indent=1)
+    text = markdown(report)
+    with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
+        f.write(text)
+    print(text)
+    print(f'written: {osp.join(args.out_dir, "benchmark.json")}, {osp.join(args.out_dir, "benchmark.md")}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
