@@ -9,6 +9,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from .attention import RelativeAttention, build_bias_provider
+from .norm_act import norm_act
 from .rel_pos import Size
 from .windows import window_padding_mask, window_partition, window_unpartition
 
@@ -61,7 +62,7 @@ class Stem(nn.Module):
         self.conv2 = nn.Conv2d(channels[0], channels[1], 3, stride=1, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.act1(self.norm1(self.conv1(x))))
+        return self.conv2(norm_act(self.norm1, self.act1, self.conv1(x)))
 
 
 class SqueezeExcite(nn.Module):
@@ -127,12 +128,12 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.shortcut(x)
-        x = self.down(self.pre_act(self.pre_norm(x)))
-        x = self.act1(self.norm1(self.conv1_1x1(x)))
+        x = self.down(norm_act(self.pre_norm, self.pre_act, x))
+        x = norm_act(self.norm1, self.act1, self.conv1_1x1(x))
         x = self.conv2_kxk(x)
         if self.se_early is not None:
             x = self.se_early(x)
-        x = self.act2(self.norm2(x))
+        x = norm_act(self.norm2, self.act2, x)
         if self.se is not None:
             x = self.se(x)
         return shortcut + self.drop_path(self.conv3_1x1(x))
