@@ -25,6 +25,7 @@ def feature_shapes(model, h, w, batch=1):
     model.eval()
     with torch.no_grad():
         outs = model(torch.randn(batch, 3, h, w))
+    assert all(o.is_contiguous() for o in outs)  # plain NCHW for any neck, whatever runs inside
     return [tuple(o.shape) for o in outs]
 
 

@@ -214,8 +214,9 @@ class TransformerBlock(nn.Module):
 
 
 class CoAtNetStage(nn.Module):
-    """A run of blocks whose first one halves the resolution. Takes and returns NCHW maps;
-    transformer stages work channels-last inside. ``with_cp`` recomputes each block in backward."""
+    """A run of blocks whose first one halves the resolution. Takes and returns NCHW maps
+    (channels-last in memory); transformer stages work on their (B, H, W, C) views. ``with_cp``
+    recomputes each block in backward."""
 
     def __init__(self, blocks: List[nn.Module], channels_last: bool, with_cp: bool = False):
         super().__init__()
@@ -232,5 +233,5 @@ class CoAtNetStage(nn.Module):
             else:
                 x = block(x)
         if self.channels_last:
-            x = x.permute(0, 3, 1, 2).contiguous()
+            x = x.permute(0, 3, 1, 2)  # NCHW in channels-last memory format, no copy
         return x
