@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, RelativePositionMlp
@@ -151,3 +152,22 @@ def test_chunked_inference_equals_reference_and_uses_the_cached_table():
         torch.testing.assert_close(out, reference_attention(attn, x), atol=1e-5, rtol=1e-5)
     (key, entry), = attn.rel_pos._cache.items()
     assert key[0] == (9, 7) and list(entry) == ['table']  # the full bias never existed
+
+
+def test_flex_attention_reads_the_bias_inside_the_kernel():
+    pytest.importorskip('torch.nn.attention.flex_attention')
+    torch.manual_seed(0)
+    attn = RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='flex').eval()
+    x = torch.randn(2, 6, 5, 32)  # a 6x5 map: the table is resized from 4x4, as at run time
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x), reference_attention(attn, x), atol=1e-5, rtol=1e-5)
+    # CPU training (no FlexAttention backward there) takes the default path, gradients included
+    attn.train()
+    attn(x).square().sum().backward()
+    flex = {n: p.grad.clone() for n, p in attn.named_parameters()}
+    attn.zero_grad()
+    reference_attention(attn, x).square().sum().backward()
+    for name, param in attn.named_parameters():
+        torch.testing.assert_close(flex[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
+    with pytest.raises(ValueError, match='not one of'):
+        RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='fused')

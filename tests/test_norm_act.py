@@ -62,3 +62,22 @@ def test_other_norms_and_modes_run_the_modules_unchanged():
     torch.testing.assert_close(norm_act(bn, silu, x), silu(bn(x)))
     torch.testing.assert_close(norm_act(bn.train(), nn.Identity(), x), bn(x))
     assert int(bn.num_batches_tracked) == 2  # counted once per call, as the module counts
+
+
+def test_a_gate_before_the_norm_is_folded_in_with_its_gradient():
+    torch.manual_seed(0)
+    norm, act = nn.BatchNorm2d(16), nn.SiLU()
+    twin = copy.deepcopy(norm)
+    x = torch.randn(2, 16, 24, 20, requires_grad=True)
+    gate = torch.rand(2, 16, 1, 1, requires_grad=True)
+    grad = torch.randn(2, 16, 24, 20)
+    out, kept = saved_bytes(lambda: norm_act(norm, act, x, scale=gate))
+    (out * grad).sum().backward()
+    fused = [t.grad.clone() for t in (x, gate, norm.weight)]
+    x.grad = gate.grad = None
+    expected = act(twin(x * gate))
+    (expected * grad).sum().backward()
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(fused, (x.grad, gate.grad, twin.weight.grad)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert kept < 1.1 * x.numel() * 4  # neither x * gate nor the normalised map is kept

@@ -175,6 +175,33 @@ def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return torch.cat(outs, dim=2)
 
 
+ATTENTION_IMPLS = ('auto', 'flex')
+_compiled_flex_attention = None
+
+
+def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            table: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """Attention whose bias is read from the (heads, 2H-1, 2W-1) table inside the kernel
+    (FlexAttention's ``score_mod``, compiled): no N x N bias exists in forward or backward, and
+    gradients reach the table. Each new feature size compiles once."""
+    global _compiled_flex_attention
+    try:
+        from torch.nn.attention.flex_attention import flex_attention
+    except ImportError as error:
+        raise RuntimeError(f'attention_impl="flex" needs torch.nn.attention.flex_attention, which '
+                           f'torch {torch.__version__} lacks; use attention_impl="auto"') from error
+    if _compiled_flex_attention is None:
+        _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
+    height, width = feat_size
+
+    def add_relative_bias(score, batch, head, query, key):
+        dy = query // width - key // width + height - 1
+        dx = query % width - key % width + width - 1
+        return score + table[head, dy, dx]
+
+    return _compiled_flex_attention(q, k, v, score_mod=add_relative_bias)
+
+
 class RelativeAttention(nn.Module):
     """Global attention over a channels-last (B, H, W, C) map, bias added to the logits before softmax.
 
@@ -183,12 +210,17 @@ class RelativeAttention(nn.Module):
     the bias as an additive mask, so fused kernels are used where the platform has them. When one
     layer's (heads, N, N) float32 bias would exceed ``max_bias_bytes``, queries are processed in
     chunks of map rows (recomputed in backward when training): same result, bounded memory.
+    ``impl='flex'`` runs global attention through :func:`flex_relative_attention` instead (on CPU
+    only without autograd, since FlexAttention has no CPU backward).
     """
 
     def __init__(self, in_channels: int, out_channels: int, attn_channels: int, head_dim: int,
                  rel_pos: CachedBiasProvider, qkv_bias: bool = True,
-                 max_bias_bytes: int = 64 << 20):
+                 max_bias_bytes: int = 64 << 20, impl: str = 'auto'):
         super().__init__()
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f'attention impl {impl!r} is not one of {ATTENTION_IMPLS}')
+        self.impl = impl
         self.max_bias_bytes = max_bias_bytes
         if attn_channels % head_dim:
             raise ValueError(f'attention width {attn_channels} is not a multiple of head_dim {head_dim}')
@@ -199,7 +231,10 @@ class RelativeAttention(nn.Module):
         self.proj = nn.Linear(attn_channels, out_channels, bias=qkv_bias)
 
     def rows_per_chunk(self, batch: int, feat_size: Size) -> int:
-        """Map rows of queries whose bias and scores (batch x heads x rows*W x N) fit the budget."""
+        """Map rows of queries whose bias and scores (batch x heads x rows*W x N) fit the budget.
+
+        With the default 64 MB every chunk-sized tensor is over 32 MB, which glibc serves by mmap
+        and returns at free; smaller ones would come from its heap and stay in the process's RSS."""
         height, width = feat_size
         row_bytes = max(batch, 1) * self.num_heads * width * height * width * 4
         return max(1, self.max_bias_bytes // row_bytes)
@@ -213,7 +248,12 @@ class RelativeAttention(nn.Module):
         qkv = self.qkv(x).view(batch, tokens, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
         rows_per_chunk = self.rows_per_chunk(batch, (height, width))
-        if key_padding_mask is None and rows_per_chunk < height:
+        # FlexAttention has no CPU backward: CPU training falls back to the chunked path
+        flex = self.impl == 'flex' and (q.device.type != 'cpu' or not torch.is_grad_enabled())
+        if key_padding_mask is None and flex:
+            out = flex_relative_attention(q, k, v, self.rel_pos.table_at((height, width)),
+                                          (height, width))
+        elif key_padding_mask is None and rows_per_chunk < height:
             recompute = self.training and torch.is_grad_enabled()
             table = self.rel_pos.table_at((height, width))
             out = chunked_relative_attention(q, k, v, table, (height, width), rows_per_chunk,

@@ -51,6 +51,10 @@ class CoAtNet(BaseModule):
             (h, w); default the S3 pre-training feature size, 14x14 for 224, so tables need no
             resizing) and ``global_blocks`` (S3 block indices kept global for propagation across
             windows; default every third counted back from the last). S4 stays global.
+        attention_impl: 'auto' (default): scaled_dot_product_attention, with the bias in row
+            chunks at large sizes. 'flex': global attention through compiled FlexAttention, which
+            reads the bias from the table inside the kernel (no N x N bias); it compiles once per
+            feature size.
         init_cfg: mmengine initialisation config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
     """
 
@@ -65,6 +69,7 @@ class CoAtNet(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  window_attention: Optional[dict] = None,
+                 attention_impl: str = 'auto',
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
@@ -107,7 +112,8 @@ class CoAtNet(BaseModule):
                     blocks.append(MBConv(block_in, width, stride, conv_options, norm_cfg, drop_path))
                 else:
                     blocks.append(TransformerBlock(block_in, width, stride, transformer_options,
-                                                   feat_size, drop_path, windows[block_index]))
+                                                   feat_size, drop_path, windows[block_index],
+                                                   attention_impl))
             self.stages.append(CoAtNetStage(blocks, channels_last=(kind == 'T'), with_cp=with_cp))
             stage_in = width
         self.out_channels = [self.arch['channels'][i] for i in self.out_indices]

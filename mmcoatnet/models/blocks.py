@@ -72,9 +72,12 @@ class SqueezeExcite(nn.Module):
         self.act = build_activation_layer(dict(type=act))
         self.fc2 = nn.Conv2d(reduced_channels, channels, 1)
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, C, 1, 1) per-channel scale in (0, 1)."""
+        return self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))).sigmoid()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
-        return x * scale.sigmoid()
+        return x * self.gate(x)
 
 
 class PooledProjection(nn.Module):
@@ -131,9 +134,8 @@ class MBConv(nn.Module):
         x = self.down(norm_act(self.pre_norm, self.pre_act, x))
         x = norm_act(self.norm1, self.act1, self.conv1_1x1(x))
         x = self.conv2_kxk(x)
-        if self.se_early is not None:
-            x = self.se_early(x)
-        x = norm_act(self.norm2, self.act2, x)
+        gate = self.se_early.gate(x) if self.se_early is not None else None
+        x = norm_act(self.norm2, self.act2, x, scale=gate)
         if self.se is not None:
             x = self.se(x)
         return shortcut + self.drop_path(self.conv3_1x1(x))
@@ -162,7 +164,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, options: dict,
                  pretrain_feat_size: Size, drop_path: float = 0.,
-                 window_size: Optional[Size] = None):
+                 window_size: Optional[Size] = None, attention_impl: str = 'auto'):
         super().__init__()
         self.window_size = tuple(window_size) if window_size is not None else None
         attn_channels = out_channels if options['attn_width'] == 'out' else in_channels
@@ -180,7 +182,8 @@ class TransformerBlock(nn.Module):
         self.norm1 = build_channels_last_norm(options['norm'], options['norm_eps'], in_channels)
         self.attn = RelativeAttention(in_channels, out_channels, attn_channels, options['head_dim'],
                                       build_bias_provider(options, attn_channels // options['head_dim'],
-                                                          pretrain_feat_size))
+                                                          pretrain_feat_size),
+                                      impl=attention_impl)
         self.norm2 = build_channels_last_norm(options['norm'], options['norm_eps'], out_channels)
         hidden = int(out_channels * options['mlp_ratio'])
         self.mlp = nn.Sequential()

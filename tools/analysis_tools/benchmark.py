@@ -13,9 +13,11 @@ Implementations, all of the backbone alone (S1-S4 features), batch 1 by default,
   timm                timm's CoAtNet of the same architecture and weights, run by another Python
                       (``--timm-python`` or $TIMM_PYTHON) since timm is not a dependency here
 
-Every (implementation, size, mode) case runs in a fresh process, so its peak memory is its own:
-peak RSS less the RSS after imports on CPU (weights, activations, buffers), or
-``torch.cuda.max_memory_allocated`` on a GPU. The time is the median over repeats after one warm-up;
+Every (implementation, size, mode) case runs in two fresh processes. One measures the peak memory
+of one step from a fresh start: peak RSS less the RSS after imports on CPU (weights, activations,
+buffers), or ``torch.cuda.max_memory_allocated`` on a GPU. (Over repeated CPU steps glibc keeps
+freed heap memory, which raises RSS for every implementation; that figure is in the JSON as
+``peak_memory_repeated_bytes``.) The other measures time: the median over repeats after one warm-up;
 a training step is forward + backward of the features' mean. FLOPs are mmengine's count of the
 inference forward (with a handle for scaled_dot_product_attention), 2 per multiply-add; a training
 step is taken as 3x the forward. The machine's dense float32 matmul rate is measured in the same run.
@@ -152,6 +154,13 @@ def run_case(case: dict) -> dict:
         with torch.no_grad():
             return model(x)
 
+    if case.get('measure') == 'memory':  # one step from a fresh start: its peak, nothing else
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() if cuda
+                else peak_rss_bytes() - rss_after_imports)
+        return dict(case, peak_memory_bytes=peak, torch=torch.__version__)
     times = []
     outs = step()  # warm-up: kernels chosen, caches filled
     if case.get('save_outputs'):
@@ -170,7 +179,7 @@ def run_case(case: dict) -> dict:
             else peak_rss_bytes() - rss_after_imports)
     median = statistics.median(times)
     return dict(case, seconds=median, times=times, images_per_second=case['batch'] / median,
-                peak_memory_bytes=peak, params=sum(p.numel() for p in model.parameters()),
+                peak_memory_repeated_bytes=peak, params=sum(p.numel() for p in model.parameters()),
                 torch=torch.__version__)
 
 
@@ -374,7 +383,13 @@ def main(argv=None) -> int:
                     outputs[impl] = osp.abspath(osp.join(args.out_dir, f'outputs_{impl}.pt'))
                     case.update(input=check_input, save_outputs=outputs[impl])
                 python = timm_python if impl == 'timm' else sys.executable
-                row = run_child(python, case, 'case', args.case_timeout)
+                row = run_child(python, dict(case, measure='time'), 'case', args.case_timeout)
+                memory = run_child(python, dict(case, measure='memory', save_outputs=None),
+                                   'case', args.case_timeout)
+                if 'error' in memory:
+                    row['error'] = f"memory run: {memory['error']}"
+                elif 'error' not in row:
+                    row['peak_memory_bytes'] = memory['peak_memory_bytes']
                 forward = flops[('mmcoatnet' if impl in ('plain-reference', 'timm') else impl, size)]
                 if 'error' not in row and forward:
                     row['gflops'] = forward * (3 if mode == 'train' else 1) / 1e9
