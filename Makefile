@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-seg toy-data clean-venv
+.PHONY: install test demo demo-seg toy-data benchmark clean-venv
 
 install:
 	@bash tools/install.sh
@@ -21,6 +21,11 @@ demo-seg: install
 
 toy-data: install
 	$(PYTHON) tools/make_toy_data.py --out data
+
+# speed, memory and FLOPs beside timm (a Python with timm in $$TIMM_PYTHON), Swin-T and a plain
+# reference; about 35 minutes on 2 CPU cores. BENCHMARK_ARGS, e.g. --sizes 224 800x1344
+benchmark: install
+	$(PYTHON) tools/analysis_tools/benchmark.py --out-dir work_dirs/benchmark $(BENCHMARK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -182,8 +182,9 @@ _compiled_flex_attention = None
 def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     """Attention whose bias is read from the (heads, 2H-1, 2W-1) table inside the kernel
-    (FlexAttention's ``score_mod``, compiled): no N x N bias exists in forward or backward, and
-    gradients reach the table. Each new feature size compiles once."""
+    (FlexAttention's ``score_mod``, compiled): no N x N bias exists, and where FlexAttention has a
+    backward (GPUs, not CPUs) gradients reach the table through it. Each new feature size compiles
+    once."""
     global _compiled_flex_attention
     try:
         from torch.nn.attention.flex_attention import flex_attention

@@ -417,6 +417,10 @@ def main(argv=None) -> int:
     report = dict(arch=args.arch, batch=args.batch, machine=machine, weights_from=timm_name
                   if weights else 'own initialisation', results=results,
                   agreement=dict(reference=reference, size=check_size, max_abs_diff=agreement))
+    for row in results:  # file names only: the report does not depend on where it ran
+        for key in ('weights', 'input', 'save_outputs'):
+            if row.get(key):
+                row[key] = osp.basename(row[key])
     with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
         json.dump(report, f, indent=1)
     text = markdown(report)
