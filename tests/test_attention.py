@@ -20,6 +20,19 @@ def reference_attention(attn: RelativeAttention, x: torch.Tensor) -> torch.Tenso
     return attn.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 
+def assert_matches_reference_with_gradients(attn: RelativeAttention, x: torch.Tensor):
+    """Output and every parameter's gradient equal those of :func:`reference_attention`."""
+    out = attn(x)
+    out.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in attn.named_parameters()}
+    attn.zero_grad()
+    expected = reference_attention(attn, x)
+    expected.square().sum().backward()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    for name, param in attn.named_parameters():
+        torch.testing.assert_close(grads[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
 def test_bias_at_pretraining_size_is_the_plain_gather_bitwise():
     rel = RelativePositionBias(4, (14, 14))
     for mode in (True, False):
@@ -84,13 +97,7 @@ def test_attention_equals_reference_at_pretraining_and_other_sizes():
 def test_attention_gradients_equal_reference():
     torch.manual_seed(0)
     attn = RelativeAttention(32, 32, 64, 32, RelativePositionBias(2, (4, 4))).train()
-    x = torch.randn(2, 5, 3, 32)
-    attn(x).square().sum().backward()
-    fast = {n: p.grad.clone() for n, p in attn.named_parameters()}
-    attn.zero_grad()
-    reference_attention(attn, x).square().sum().backward()
-    for name, param in attn.named_parameters():
-        torch.testing.assert_close(fast[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
+    assert_matches_reference_with_gradients(attn, torch.randn(2, 5, 3, 32))
 
 
 def test_mlp_bias_works_at_any_size_and_depends_only_on_offsets():
@@ -129,16 +136,7 @@ def test_chunked_training_attention_equals_reference_with_gradients():
     attn = RelativeAttention(32, 64, 64, 32, RelativePositionBias(2, (4, 4)),
                              max_bias_bytes=2 * 2 * 7 * 63 * 4 * 2).train()  # 2 rows a chunk
     assert attn.rows_per_chunk(2, (9, 7)) == 2
-    x = torch.randn(2, 9, 7, 32)
-    out = attn(x)
-    out.square().sum().backward()
-    chunked = {n: p.grad.clone() for n, p in attn.named_parameters()}
-    attn.zero_grad()
-    expected = reference_attention(attn, x)
-    expected.square().sum().backward()
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    for name, param in attn.named_parameters():
-        torch.testing.assert_close(chunked[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
+    assert_matches_reference_with_gradients(attn, torch.randn(2, 9, 7, 32))
     assert attn.rel_pos.table.grad.abs().sum() > 0
 
 
@@ -162,12 +160,6 @@ def test_flex_attention_reads_the_bias_inside_the_kernel():
     with torch.no_grad():
         torch.testing.assert_close(attn(x), reference_attention(attn, x), atol=1e-5, rtol=1e-5)
     # CPU training (no FlexAttention backward there) takes the default path, gradients included
-    attn.train()
-    attn(x).square().sum().backward()
-    flex = {n: p.grad.clone() for n, p in attn.named_parameters()}
-    attn.zero_grad()
-    reference_attention(attn, x).square().sum().backward()
-    for name, param in attn.named_parameters():
-        torch.testing.assert_close(flex[name], param.grad, atol=1e-4, rtol=1e-4, msg=name)
+    assert_matches_reference_with_gradients(attn.train(), x)
     with pytest.raises(ValueError, match='not one of'):
         RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='fused')

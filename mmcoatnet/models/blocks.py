@@ -203,7 +203,6 @@ class TransformerBlock(nn.Module):
         x = x + self.drop_path(self.ls1(self._attend(y)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
-
     def _attend(self, y: torch.Tensor) -> torch.Tensor:
         if self.window_size is None:
             return self.attn(y)

@@ -57,29 +57,6 @@ def toeplitz_blocks(table: torch.Tensor, width: int) -> torch.Tensor:
     return table.unfold(-1, width, 1).flip(-1).permute(0, 2, 1, 3).contiguous()
 
 
-def gather_relative_bias_rows(table: torch.Tensor, feat_size: Size, row_start: int,
-                              row_stop: int) -> torch.Tensor:
-    """The bias rows of the queries in map rows [row_start, row_stop): (heads, rows * W, HW), with
-    entry (h, i, j) = table[h, y_i - y_j + H - 1, x_i - x_j + W - 1].
-
-    Built in two steps without an N x N index: first, for every vertical offset the queries reach,
-    the small (W x W) Toeplitz block of horizontal offsets (a view of the table, reversed); then one
-    gather that copies whole block rows, indexed by (query row - key row). Its backward is an
-    index-add back into the table.
-    """
-    _check_table_fits(table, feat_size)
-    h, w = feat_size
-    heads = table.shape[0]
-    blocks = toeplitz_blocks(table[:, row_start:row_stop - 1 + h], w)  # offsets these rows reach
-    device = table.device
-    dy = (torch.arange(row_stop - row_start, device=device)[:, None]
-          - torch.arange(h, device=device)[None, :] + h - 1)  # (query rows, key rows)
-    head_index = torch.arange(heads, device=device)[:, None, None, None]
-    column_index = torch.arange(w, device=device)[None, None, :, None]
-    bias = blocks[head_index, column_index, dy[None, :, None, :]]  # (heads, y_q, x_q, y_k, x_k)
-    return bias.reshape(heads, (row_stop - row_start) * w, h * w)
-
-
 def relative_bias_rows_keys_reversed(blocks: torch.Tensor, height: int, row_start: int,
                                      row_stop: int) -> torch.Tensor:
     """The bias of the queries in map rows [row_start, row_stop) with the *key* map rows in reverse
@@ -106,8 +83,23 @@ def reverse_key_rows(x: torch.Tensor, feat_size: Size) -> torch.Tensor:
 
 
 def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
-    """(heads, HW, HW) bias with entry (h, i, j) = table[h, y_i - y_j + H - 1, x_i - x_j + W - 1]."""
-    return gather_relative_bias_rows(table, feat_size, 0, feat_size[0])
+    """(heads, HW, HW) bias with entry (h, i, j) = table[h, y_i - y_j + H - 1, x_i - x_j + W - 1].
+
+    Built without an N x N index: the Toeplitz blocks (:func:`toeplitz_blocks`), then one gather
+    that copies whole block rows, indexed by (query row - key row). Its backward is an index-add
+    back into the table.
+    """
+    _check_table_fits(table, feat_size)
+    h, w = feat_size
+    heads = table.shape[0]
+    blocks = toeplitz_blocks(table, w)
+    device = table.device
+    rows = torch.arange(h, device=device)
+    dy = rows[:, None] - rows[None, :] + h - 1  # (query rows, key rows)
+    head_index = torch.arange(heads, device=device)[:, None, None, None]
+    column_index = torch.arange(w, device=device)[None, None, :, None]
+    bias = blocks[head_index, column_index, dy[None, :, None, :]]  # (heads, y_q, x_q, y_k, x_k)
+    return bias.reshape(heads, h * w, h * w)
 
 
 def log_relative_coords(feat_size: Size, device=None, dtype=None) -> torch.Tensor:

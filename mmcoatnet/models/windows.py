@@ -4,6 +4,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.utils import to_2tuple
 
 from .rel_pos import Size
 
@@ -47,8 +48,4 @@ def window_padding_mask(batch: int, feat_size: Size, window_size: Size,
 
 def as_window_size(value, default: Size) -> Tuple[int, int]:
     """A window size from an int, a pair, or None (the default: the pre-training feature size)."""
-    if value is None:
-        return tuple(default)
-    if isinstance(value, int):
-        return value, value
-    return tuple(int(v) for v in value)
+    return tuple(default) if value is None else tuple(to_2tuple(value))

@@ -88,7 +88,7 @@ class PlainRelativeAttention(torch.nn.Module):
         self.attn = attn
         self.index = {}
 
-    def forward(self, x, key_padding_mask=None):
+    def forward(self, x):  # global blocks only: the reference model has no windows
         from mmcoatnet.models.rel_pos import relative_position_index
         attn = self.attn
         batch, height, width, _ = x.shape
