@@ -163,3 +163,30 @@ def test_flex_attention_reads_the_bias_inside_the_kernel():
     assert_matches_reference_with_gradients(attn.train(), x)
     with pytest.raises(ValueError, match='not one of'):
         RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='fused')
+
+
+@pytest.mark.parametrize('path', ['whole bias', 'chunked training', 'chunked inference',
+                                  'padded windows'])
+def test_every_path_runs_under_mixed_precision(path):
+    """Autocast as AMP trains (bfloat16 on the CPU, float16 on GPUs): each path gives the float32
+    result to half-precision accuracy, and in training gradients reach the table."""
+    torch.manual_seed(0)
+    budget = {'chunked training': 2 * 2 * 7 * 63 * 4 * 2, 'chunked inference': 2 * 7 * 63 * 4 * 3}
+    training = path != 'chunked inference'
+    attn = RelativeAttention(32, 64, 64, 32, RelativePositionBias(2, (4, 4)),
+                             max_bias_bytes=budget.get(path, 64 << 20)).train(training)
+    x = torch.randn(2, 9, 7, 32)
+    padding = None
+    if path == 'padded windows':
+        padding = torch.zeros(2, 63, dtype=torch.bool)
+        padding[:, -10:] = True
+    with torch.set_grad_enabled(training):
+        expected = attn(x, key_padding_mask=padding)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = attn(x, key_padding_mask=padding)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=1e-2, rtol=2e-2)
+    if training:
+        out.float().square().sum().backward()
+        assert torch.isfinite(attn.rel_pos.table.grad).all()
+        assert attn.rel_pos.table.grad.abs().sum() > 0
