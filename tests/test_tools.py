@@ -2,6 +2,7 @@
 test, draw predictions; the shipped configs; the preflight messages."""
 import glob
 import json
+import math
 import os
 import os.path as osp
 import signal
@@ -203,6 +204,22 @@ def test_amp_without_a_gpu_is_refused_clearly(tmp_path):
                       check=False, env=no_gpu)
     assert result.returncode != 0 and 'Traceback' not in result.stderr
     assert '--amp needs a GPU' in result.stderr
+
+
+@pytest.mark.parametrize('config, shape', [(TOY_DET, ('128', '160')), (TOY_SEG, ('96', '128'))])
+def test_train_memory_runs_a_configs_whole_model_on_a_synthetic_batch(tmp_path, config, shape):
+    out = tmp_path / 'memory.json'
+    result = run_tool('tools/analysis_tools/train_memory.py', config, '--shape', *shape,
+                      '--batch', '2', '--iters', '2', '--out', str(out))
+    report = json.loads(out.read_text())
+    assert report['shape'] == [int(s) for s in shape] and report['batch'] == 2
+    assert report['device'] == 'cpu' and report['peak_rss_bytes'] > 0 and report['seconds'] > 0
+    assert len(report['losses']) == 2 and all(math.isfinite(loss) for loss in report['losses'])
+    assert 'GiB (RSS growth)' in result.stdout
+    no_gpu = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+    refused = run_tool('tools/analysis_tools/train_memory.py', config, '--amp', check=False,
+                       env=no_gpu)
+    assert refused.returncode != 0 and '--amp needs a GPU' in refused.stderr
 
 
 def test_benchmark_measures_each_case_in_its_own_process_and_writes_reports(tmp_path):

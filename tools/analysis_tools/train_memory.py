@@ -1,0 +1,206 @@
+"""Peak memory and time of training iterations of a whole detector or segmentor, from its config.
+
+    python tools/analysis_tools/train_memory.py CONFIG [--shape H W] [--batch 2] [--amp]
+        [--iters 4] [--device cuda|cpu] [--out work_dirs/train_memory/NAME.json]
+        [--cfg-options K=V ...]
+
+The question it answers: does this config train at this input size and batch on this machine? It
+builds the config's model and optimizer wrapper (with ``--amp``, mmengine's AmpOptimWrapper in
+float16, as ``tools/train.py --amp`` trains) and runs ``model.train_step`` on a synthetic batch of
+``--batch`` images of ``--shape`` (H W; mmdet's 1333x800 scale is ``--shape 800 1333``) with random
+instances (boxes and masks) or a random label map, through the config's own data preprocessor.
+No dataset and no pretrained weights are read: the figures depend on shapes, not values.
+
+Peak memory covers every iteration, optimizer states included: on a GPU
+``torch.cuda.max_memory_allocated`` (tensors) and ``max_memory_reserved`` (what the caching
+allocator holds, the figure that must fit on the card); on the CPU, peak RSS less the RSS after
+imports (which glibc's retained heap inflates over iterations). Time is the median iteration after
+the first. Results print and are written as JSON.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+
+from benchmark import current_rss_bytes, gib, peak_rss_bytes
+
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Peak memory and time of training iterations')
+    parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
+    parser.add_argument('--shape', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'),
+                        help='image height and width before the preprocessor pads them')
+    parser.add_argument('--batch', type=int, default=2, help='images per iteration')
+    parser.add_argument('--iters', type=int, default=4, help='training iterations (at least 2)')
+    parser.add_argument('--amp', action='store_true', help='float16 mixed precision (GPU only)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--instances', type=int, default=20, help='objects per image (mmdet)')
+    parser.add_argument('--out', help="JSON path (default work_dirs/train_memory/<config>.json)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. model.backbone.with_cp=True')
+    args = parser.parse_args(argv)
+    if args.iters < 2:
+        parser.error('--iters must be at least 2: the first iteration is not timed')
+    if min(args.shape) < 32 or args.batch < 1:
+        parser.error('--shape needs sides of at least 32 and --batch at least 1')
+    if args.amp and not args.device.startswith('cuda'):
+        parser.error('--amp needs a GPU (mmengine\'s AmpOptimWrapper does not run on the CPU); '
+                     'measure without --amp here')
+    return args
+
+
+def load_config(args) -> Config:
+    cfg = Config.fromfile(args.config)  # imports custom_imports, registering CoAtNet
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.dtype = 'float16'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    return cfg
+
+
+def detection_batch(cfg: Config, args, rng: np.random.Generator) -> dict:
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    height, width = args.shape
+    head = cfg.model.get('roi_head', {}).get('bbox_head', cfg.model.get('bbox_head', {}))
+    num_classes = head.get('num_classes', 80)
+    with_mask = 'mask_head' in cfg.model.get('roi_head', {})
+    inputs, samples = [], []
+    for _ in range(args.batch):
+        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
+        corners = rng.uniform(0, 1, (args.instances, 2, 2)) * [[width, height]]
+        boxes = np.concatenate([corners.min(1), corners.max(1) + 8], axis=1)
+        boxes = np.minimum(boxes, [width, height, width, height]).astype(np.float32)
+        instances = InstanceData(bboxes=torch.from_numpy(boxes),
+                                 labels=torch.from_numpy(rng.integers(0, num_classes, args.instances)))
+        if with_mask:
+            masks = np.zeros((args.instances, height, width), dtype=np.uint8)
+            for mask, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
+                mask[y1:y2, x1:x2] = 1
+            instances.masks = BitmapMasks(masks, height, width)
+        sample = DetDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
+                                             scale_factor=(1., 1.)))
+        sample.gt_instances = instances
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def segmentation_batch(cfg: Config, args, rng: np.random.Generator) -> dict:
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    height, width = args.shape
+    num_classes = cfg.model.decode_head.num_classes
+    inputs, samples = [], []
+    for _ in range(args.batch):
+        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
+        labels = torch.from_numpy(rng.integers(0, num_classes, (1, height, width)))
+        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width)))
+        sample.gt_sem_seg = PixelData(data=labels)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def synthetic_batch(cfg: Config, args) -> dict:
+    rng = np.random.default_rng(0)
+    scope = cfg.get('default_scope')
+    if scope == 'mmdet':
+        return detection_batch(cfg, args, rng)
+    if scope == 'mmseg':
+        return segmentation_batch(cfg, args, rng)
+    raise SystemExit(f'error: {args.config} has default_scope {scope!r}; this tool measures '
+                     'mmdet and mmseg configs')
+
+
+def measure(args) -> dict:
+    from mmengine.logging import MMLogger
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, init_default_scope
+
+    rss_after_imports = current_rss_bytes()
+    MMLogger.get_instance('train_memory', log_level='WARNING')  # not the per-parameter lr lines
+    cfg = load_config(args)
+    init_default_scope(cfg.default_scope)
+    device = torch.device(args.device)
+    cuda = device.type == 'cuda'
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)  # weights are not initialised from files: values do not matter
+    model = revert_sync_batchnorm(model).to(device).train()  # one process: SyncBN has no group
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    data = synthetic_batch(cfg, args)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times, losses = [], []
+    for _ in range(args.iters):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        log_vars = model.train_step(data, optim_wrapper)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        losses.append(log_vars['loss'].item())
+    result = dict(config=osp.relpath(args.config), shape=list(args.shape), batch=args.batch,
+                  amp=args.amp, device=device.type, iters=args.iters, times=times,
+                  seconds=statistics.median(times[1:]), losses=losses,
+                  params=sum(p.numel() for p in model.parameters()), torch=torch.__version__)
+    if cuda:
+        result.update(peak_allocated_bytes=torch.cuda.max_memory_allocated(),
+                      peak_reserved_bytes=torch.cuda.max_memory_reserved(),
+                      gpu=torch.cuda.get_device_name(device),
+                      gpu_total_bytes=torch.cuda.get_device_properties(device).total_memory)
+    else:
+        result.update(peak_rss_bytes=peak_rss_bytes() - rss_after_imports,
+                      threads=torch.get_num_threads())
+    return result
+
+
+def summary(result: dict) -> str:
+    shape = 'x'.join(map(str, result['shape']))
+    precision = 'AMP float16' if result['amp'] else 'float32'
+    where = result.get('gpu', f'CPU, {result.get("threads")} threads')
+    lines = [f'{result["config"]}: batch {result["batch"]} of {shape}, {precision}, {where}',
+             f'  iteration: {result["seconds"]:.3f} s (median of {result["iters"] - 1} after the first)']
+    if 'peak_allocated_bytes' in result:
+        lines.append(f'  peak memory: {gib(result["peak_allocated_bytes"])} GiB allocated, '
+                     f'{gib(result["peak_reserved_bytes"])} GiB reserved, of '
+                     f'{gib(result["gpu_total_bytes"])} GiB')
+    else:
+        lines.append(f'  peak memory: {gib(result["peak_rss_bytes"])} GiB (RSS growth)')
+    lines.append('  losses: ' + ', '.join(f'{loss:.4f}' for loss in result['losses']))
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = measure(args)
+    bad = [loss for loss in result['losses'] if not np.isfinite(loss)]
+    print(summary(result))
+    out = args.out or osp.join('work_dirs', 'train_memory',
+                               osp.splitext(osp.basename(args.config))[0] + '.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(result, f, indent=1)
+    print(f'written to {out}')
+    if bad:
+        print(f'error: non-finite losses {bad}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
