@@ -2,11 +2,13 @@
 
     python tools/analysis_tools/benchmark.py [--arch coatnet-0-rw] [--sizes 224 512 800x1344 1024]
         [--impls mmcoatnet mmcoatnet-windowed plain-reference swin-t timm] [--modes inference train]
-        [--timm-python /path/to/timm-env/bin/python] [--out-dir work_dirs/benchmark]
+        [--timm-python /path/to/timm-env/bin/python] [--global-blocks I ...]
+        [--out-dir work_dirs/benchmark]
 
 Implementations, all of the backbone alone (S1-S4 features), batch 1 by default, float32:
   mmcoatnet           this package, global attention (the paper's model)
-  mmcoatnet-windowed  this package, S3 attention in windows of the pre-training size
+  mmcoatnet-windowed  this package, S3 attention in windows of the pre-training size, the S3 blocks
+                      in --global-blocks global (default: the model's, every third from the last)
   plain-reference     this package's layers with a straightforward attention in place of ours: an
                       (N x N) int64 index per block, the gathered bias, explicit softmax(q k^T + b) v
   swin-t              mmdet's SwinTransformer, Swin-T settings
@@ -67,7 +69,8 @@ def build_own(case: dict) -> torch.nn.Module:
     sys.path.insert(0, REPO)
     from mmcoatnet.models.backbone import CoAtNet
     windowed = case['impl'] == 'mmcoatnet-windowed'
-    model = CoAtNet(case['arch'], window_attention=dict() if windowed else None)
+    window_attention = dict(global_blocks=case.get('global_blocks')) if windowed else None
+    model = CoAtNet(case['arch'], window_attention=window_attention)
     if case.get('weights'):
         from mmcoatnet.checkpoint import load_pretrained
         load_pretrained(model, case['weights'], logger=None)
@@ -260,7 +263,8 @@ def markdown(report: dict) -> str:
     machine = report['machine']
     lines = [f"Measured on {machine['description']}; dense float32 matmul "
              f"{machine['matmul_gflops']:.0f} GFLOP/s. Backbone `{report['arch']}`, "
-             f"batch {report['batch']}, float32, weights: {report['weights_from']}.",
+             f"batch {report['batch']}, float32, weights: {report['weights_from']}; windowed S3 "
+             f"global blocks: {report.get('window_global_blocks', 'default')}.",
              agreement_line(report['agreement']), '',
              '| mode | size | implementation | img/s | time (s) | peak mem (GiB) | GFLOPs '
              '| achieved GFLOP/s | of matmul | time vs timm | mem vs timm |',
@@ -300,6 +304,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     parser.add_argument('--timm-python', help='a Python with timm (default: $TIMM_PYTHON, this one)')
+    parser.add_argument('--global-blocks', type=int, nargs='+',
+                        help='S3 blocks kept global in mmcoatnet-windowed (default: the model\'s)')
     parser.add_argument('--min-repeats', type=int, default=2)
     parser.add_argument('--max-repeats', type=int, default=20)
     parser.add_argument('--min-seconds', type=float, default=5.0,
@@ -345,7 +351,7 @@ def main(argv=None) -> int:
 
     base = dict(arch=args.arch, batch=args.batch, device=args.device, threads=args.threads,
                 min_repeats=args.min_repeats, max_repeats=args.max_repeats,
-                min_seconds=args.min_seconds, timm_name=timm_name)
+                min_seconds=args.min_seconds, timm_name=timm_name, global_blocks=args.global_blocks)
     weights = None
     if timm_python:  # one set of weights for every implementation of the architecture
         weights = osp.abspath(osp.join(args.out_dir, f'{timm_name}.safetensors'))
@@ -414,7 +420,8 @@ def main(argv=None) -> int:
             if impl != reference and osp.exists(path):
                 got = torch.load(path, weights_only=True)
                 agreement[impl] = max((a - b).abs().max().item() for a, b in zip(got, expected))
-    report = dict(arch=args.arch, batch=args.batch, machine=machine, weights_from=timm_name
+    report = dict(arch=args.arch, batch=args.batch, machine=machine,
+                  window_global_blocks=args.global_blocks or 'default', weights_from=timm_name
                   if weights else 'own initialisation', results=results,
                   agreement=dict(reference=reference, size=check_size, max_abs_diff=agreement))
     for row in results:  # file names only: the report does not depend on where it ran
