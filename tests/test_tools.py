@@ -210,8 +210,10 @@ def test_amp_without_a_gpu_is_refused_clearly(tmp_path):
 def test_train_memory_runs_a_configs_whole_model_on_a_synthetic_batch(tmp_path, config, shape):
     out = tmp_path / 'memory.json'
     result = run_tool('tools/analysis_tools/train_memory.py', config, '--shape', *shape,
-                      '--batch', '2', '--iters', '2', '--out', str(out))
+                      '--batch', '2', '--iters', '2', '--out', str(out),
+                      '--cfg-options', 'model.backbone.with_cp=True')
     report = json.loads(out.read_text())
+    assert report['cfg_options'] == {'model.backbone.with_cp': True}
     assert report['shape'] == [int(s) for s in shape] and report['batch'] == 2
     assert report['device'] == 'cpu' and report['peak_rss_bytes'] > 0 and report['seconds'] > 0
     assert len(report['losses']) == 2 and all(math.isfinite(loss) for loss in report['losses'])

@@ -170,7 +170,8 @@ def measure(args) -> dict:
         times.append(time.perf_counter() - start)
         losses.append(log_vars['loss'].item())
     result = dict(config=osp.relpath(args.config), shape=list(args.shape), batch=args.batch,
-                  amp=args.amp, device=device.type, iters=args.iters, times=times,
+                  amp=args.amp, cfg_options=args.cfg_options or {}, device=device.type,
+                  iters=args.iters, times=times,
                   seconds=statistics.median(times[1:]), losses=losses,
                   params=sum(p.numel() for p in model.parameters()), torch=torch.__version__)
     if cuda:
