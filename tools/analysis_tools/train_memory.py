@@ -35,7 +35,6 @@ from mmengine.config import Config, DictAction
 from benchmark import current_rss_bytes, gib, peak_rss_bytes
 
 
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Peak memory and time of training iterations')
     parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
