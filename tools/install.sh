@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Creates .venv/ and installs the pinned stack. Idempotent: a stamp records a finished install
-# of exactly this script and requirements, so a second run returns at once.
+# Creates .venv/ and installs the locked stack: every package at the version in
+# requirements-lock.txt. Idempotent: a stamp records a finished install of exactly this script and
+# these requirements, so a second run returns at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 STAMP="$VENV/.mmcoatnet-installed"
-want=$(cat tools/install.sh requirements.txt setup.py | sha256sum | cut -d' ' -f1)
+want=$(cat tools/install.sh requirements.txt requirements-lock.txt setup.py | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     echo "install: $VENV is up to date"
@@ -24,19 +25,39 @@ step() {  # step NAME CMD...: runs CMD, stops the install naming NAME if it fail
 }
 
 [ -x "$VENV/bin/python" ] || step "create virtual environment $VENV" "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+# Every step is held to the lock file, so nothing floats to whatever is newest on the day.
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -c requirements-lock.txt)
 
 step "build tools (setuptools<81, wheel, ninja)" "${PIP[@]}" "setuptools<81" wheel ninja
-step "torch==2.13.0" "${PIP[@]}" torch==2.13.0
+# `===` is an exact string match: it takes PyPI's default build (CUDA-enabled, runs on CPUs), never
+# a local 2.13.0+cpu build, next to which PyPI's torchvision cannot import.
+step "torch===2.13.0, torchvision==0.28.0" "${PIP[@]}" "torch===2.13.0" torchvision==0.28.0 "setuptools<81"
 step "mmengine==0.10.7" "${PIP[@]}" mmengine==0.10.7 "setuptools<81"
-# No mmcv 2.1.0 wheel exists for this torch: build it with its CPU ops; pip caches the built wheel.
-step "mmcv==2.1.0 (built from source with CPU ops)" \
-    env MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" "${PIP[@]}" --no-build-isolation mmcv==2.1.0
-step "mmdet==3.3.0, mmsegmentation==1.2.2 (with ftfy, regex that mmseg imports), test tools" \
-    "${PIP[@]}" mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex pytest "setuptools<81" torch==2.13.0 mmcv==2.1.0 \
-    -r requirements.txt
+
+# No mmcv 2.1.0 wheel exists for this torch: it is built from source with its CPU ops. The built
+# wheel is kept in a cache keyed by the exact torch build (version, commit, CUDA), never in pip's
+# own cache, which would hand a wheel built against one torch build to another.
+torch_key=$("$VENV/bin/python" -c \
+    "import torch; print(torch.__version__, torch.version.git_version, torch.version.cuda)" \
+    | sha256sum | cut -c1-16)
+wheels="${MMCOATNET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmcoatnet/wheels}/torch-$torch_key"
+if ! ls "$wheels"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
+    build_dir=$(mktemp -d)
+    step "mmcv==2.1.0 (built from source with CPU ops; about 20 minutes on 2 cores)" \
+        env MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" "$VENV/bin/python" -m pip wheel \
+        --disable-pip-version-check --no-cache-dir --no-build-isolation --no-deps \
+        -w "$build_dir" mmcv==2.1.0
+    mkdir -p "$wheels" && mv "$build_dir"/mmcv-2.1.0-*.whl "$wheels"/ && rm -rf "$build_dir"
+fi
+step "mmcv==2.1.0 (wheel for torch build $torch_key)" \
+    "${PIP[@]}" --no-deps --force-reinstall "$(ls "$wheels"/mmcv-2.1.0-*.whl | head -1)"
+step "mmdet, mmsegmentation, mmpretrain (with ftfy, regex that mmseg imports), test tools" \
+    "${PIP[@]}" mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex \
+    pytest timm "setuptools<81" "torch===2.13.0" torchvision==0.28.0 mmcv==2.1.0 -r requirements.txt
 step "mmcoatnet (editable)" "${PIP[@]}" --no-build-isolation --no-deps -e .
-step "import check" "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmcoatnet"
+step "import check" "$VENV/bin/python" -c \
+    "import torchvision.ops, mmcv.ops, mmdet, mmseg, mmpretrain, mmcoatnet; torchvision.ops.nms"
+step "dependency check" "$VENV/bin/python" -m pip check
 
 echo "$want" > "$STAMP"
 echo "install: done ($VENV)"
