@@ -1,13 +1,16 @@
-"""CoAtNet backbone for OpenMMLab detection and segmentation.
+"""CoAtNet backbone for OpenMMLab detection, segmentation and pretraining.
 
-Importing this package registers ``CoAtNet`` in mmengine's root ``MODELS`` registry, which both
-mmdet and mmseg registries fall back to, and makes mmengine read local checkpoints safely (weights
-only, with the few types mmengine itself saves allowed).
+Importing this package registers ``CoAtNet`` in mmengine's root ``MODELS`` registry, which mmdet's,
+mmseg's and mmpretrain's registries fall back to, registers the checkpoint adapter as the backbone's
+``Pretrained`` initializer, and makes mmengine read checkpoints safely (weights only, with the few
+types mmengine itself saves allowed): see :func:`install_safe_checkpoint_loading`.
 """
+from .checkpoint import CoAtNetPretrainedInit  # noqa: F401  (registers the adapter)
 from .hooks import RandomStateHook  # noqa: F401  (registers the hook)
+from .layer_decay import CoAtNetLayerDecayOptimizerConstructor  # noqa: F401  (registers it)
 from .models import CoAtNet  # noqa: F401  (registers the backbone)
-from .safe_load import use_safe_local_loader
+from .safe_load import install_safe_checkpoint_loading, uninstall_safe_checkpoint_loading  # noqa: F401
 
-use_safe_local_loader()
+install_safe_checkpoint_loading()
 
 __version__ = '0.1.0'

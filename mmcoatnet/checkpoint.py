@@ -1,22 +1,26 @@
 """The one place that adapts a checkpoint to a CoAtNet backbone.
 
-read (safely: ``.safetensors`` or ``torch.load(weights_only=True)``) -> unwrap (``state_dict`` /
-``model`` wrappers, ``module.`` and ``backbone.`` prefixes) -> rename timm's keys when it is a timm
+read (through mmengine's ``CheckpointLoader``, every scheme it knows, with the safe loaders of
+:mod:`mmcoatnet.safe_load`) -> unwrap (``state_dict`` / ``model`` wrappers, ``module.`` prefixes,
+mmengine's ``prefix=`` or else a ``backbone.`` prefix) -> rename timm's keys when it is a timm
 checkpoint -> resize relative-bias tables to the model's pre-training size -> compare with the model
 (one summary of missing, unexpected and mismatched keys; an error when the checkpoint belongs to
 another architecture) -> ``load_state_dict``.
+
+It knows the model only through the model itself (its state dict, ``arch_name`` and
+``architecture_signatures()``), so it imports no backbone.
 """
-import functools
-import os
 import os.path as osp
 import re
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
+from mmengine.registry import WEIGHT_INITIALIZERS
+from mmengine.runner import CheckpointLoader
 
 from .models.rel_pos import resize_bias_table
-from .safe_load import load_local_checkpoint
+from .safe_load import mmengine_checkpoint_globals
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -38,31 +42,38 @@ class LoadReport(NamedTuple):
     resized: List[str]          # bias tables resized to the model's pre-training size
 
 
-def read_checkpoint(path: str) -> dict:
-    """A checkpoint as a dict of tensors and containers: ``.safetensors`` or a pickle read safely.
-    URLs are downloaded once into torch's hub cache."""
-    if re.match(r'^https?://', path):
-        cache = osp.join(torch.hub.get_dir(), 'checkpoints')
-        os.makedirs(cache, exist_ok=True)
-        local = osp.join(cache, osp.basename(path.split('?')[0]))
-        if not osp.exists(local):
-            torch.hub.download_url_to_file(path, local)
-        path = local
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'checkpoint {path} not found; convert a timm checkpoint with '
-            f'tools/model_converters/timm2mmcoatnet.py SRC {path}')
-    return load_local_checkpoint(path, map_location='cpu')
+def read_checkpoint(path: str, logger: Optional[str] = 'current') -> dict:
+    """A checkpoint as a dict of tensors and containers, read by mmengine's ``CheckpointLoader``
+    (local files, http(s), ``openmmlab://``, the file backends' schemes) with the project's safe
+    loaders in place; backends that call ``torch.load`` themselves get mmengine's types allowed."""
+    if '://' not in path:
+        if not osp.exists(osp.expanduser(path)):
+            raise FileNotFoundError(
+                f'checkpoint {path} not found; convert a timm checkpoint with '
+                f'tools/model_converters/timm2mmcoatnet.py SRC {path}')
+    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+        return CheckpointLoader.load_checkpoint(path, map_location='cpu', logger=logger)
 
 
-def unwrap_state_dict(checkpoint: dict) -> StateDict:
-    """The backbone's tensors from a bare state dict or an mmengine/mmdet/mmseg/classifier checkpoint."""
+def unwrap_state_dict(checkpoint: dict, prefix: Optional[str] = None,
+                      source: str = 'the checkpoint') -> StateDict:
+    """The backbone's tensors from a bare state dict or an mmengine/mmdet/mmseg/classifier
+    checkpoint. With ``prefix`` (mmengine's ``init_cfg`` argument) only the keys under it, prefix
+    removed; without, a ``backbone.`` prefix is removed when there is one."""
     state = checkpoint
     for wrapper in ('state_dict', 'model', 'module'):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        selected = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not selected:
+            tops = sorted({k.split('.')[0] + '.' for k in state})
+            raise CheckpointMismatchError(f'{source} has no tensors under prefix {prefix!r}; its '
+                                          f'keys start with {_describe(tops)}')
+        return selected
     if any(k.startswith('backbone.') for k in state):  # a whole detector / segmentor / classifier
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     return state
@@ -102,6 +113,16 @@ def convert_timm_state_dict(state: StateDict) -> StateDict:
     return converted
 
 
+def timm_classifier_head(state: StateDict) -> tuple:
+    """timm's classifier (the final ``norm`` over channels, then ``head.fc``) in the names of
+    mmpretrain's ``ImageClassifier`` with a ``CoAtNetClsHead``, and that head's ``final_norm``:
+    'BN', 'LN', or None when the checkpoint has no final norm."""
+    head = {f'head.{k}': v for k, v in state.items() if k.startswith('norm.')}
+    head.update({k: v for k, v in state.items() if k.startswith('head.fc.')})
+    final_norm = 'BN' if 'norm.running_mean' in state else 'LN' if 'norm.weight' in state else None
+    return head, final_norm
+
+
 def _is_bn(state: StateDict, key: str) -> bool:
     stem = key.rsplit('.', 1)[0]
     return f'{stem}.running_mean' in state
@@ -129,28 +150,22 @@ def resize_tables(state: StateDict, model_shapes: Dict[str, tuple]) -> List[str]
     return resized
 
 
-@functools.lru_cache(maxsize=None)
-def arch_signature(name: str) -> Dict[str, tuple]:
-    from .models.backbone import CoAtNet
-    with torch.device('meta'):
-        model = CoAtNet(arch=name)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def guess_architectures(state: StateDict) -> List[str]:
-    """Names of the table architectures whose keys and shapes (bias tables aside) equal the state's."""
-    from .models.archs import ARCH_SETTINGS
+def guess_architectures(state: StateDict, signatures: Mapping[str, Dict[str, tuple]]) -> List[str]:
+    """Names of the architectures (``signatures``: name -> key shapes, as the backbone's
+    ``architecture_signatures()`` gives them) whose keys and shapes, bias tables aside, equal the
+    state's."""
 
     def comparable(signature):
-        return {k: v for k, v in signature.items() if not k.endswith('rel_pos.table')}
+        return {k: tuple(v) for k, v in signature.items() if not k.endswith('rel_pos.table')}
 
     ours = comparable({k: tuple(v.shape) for k, v in state.items()})
-    return [name for name in ARCH_SETTINGS if comparable(arch_signature(name)) == ours]
+    return [name for name, signature in signatures.items() if comparable(signature) == ours]
 
 
-def adapt_state_dict(checkpoint: dict, model_state: StateDict) -> tuple:
+def adapt_state_dict(checkpoint: dict, model_state: StateDict, prefix: Optional[str] = None,
+                     source: str = 'the checkpoint') -> tuple:
     """(state dict in mmcoatnet's names and the model's table sizes, source format, resized keys)."""
-    state = unwrap_state_dict(checkpoint)
+    state = unwrap_state_dict(checkpoint, prefix, source)
     source = 'timm' if is_timm_coatnet(state) else 'mmcoatnet'
     if source == 'timm':
         state = convert_timm_state_dict(state)
@@ -165,11 +180,13 @@ def _describe(names: Sequence[str], limit: int = 8) -> str:
     return shown + (f', ... ({len(names)} in all)' if len(names) > limit else '')
 
 
-def load_pretrained(model: torch.nn.Module, checkpoint_path: str,
+def load_pretrained(model: torch.nn.Module, checkpoint_path: str, prefix: Optional[str] = None,
                     logger: Optional[str] = 'current') -> LoadReport:
-    """Load a timm or mmcoatnet checkpoint into a CoAtNet backbone, and report what did not fit."""
+    """Load a timm or mmcoatnet checkpoint (or the part under ``prefix``) into a CoAtNet backbone,
+    and report what did not fit."""
     model_state = model.state_dict()
-    state, source, resized = adapt_state_dict(read_checkpoint(checkpoint_path), model_state)
+    state, source, resized = adapt_state_dict(read_checkpoint(checkpoint_path, logger), model_state,
+                                              prefix, checkpoint_path)
     loaded, mismatched = [], []
     for key, value in state.items():
         if key in model_state:
@@ -181,7 +198,8 @@ def load_pretrained(model: torch.nn.Module, checkpoint_path: str,
     unexpected = [k for k in state if k not in model_state]
 
     configured = getattr(model, 'arch_name', None) or 'a custom architecture'
-    guesses = guess_architectures(state)
+    signatures: Callable[[], Mapping] = getattr(model, 'architecture_signatures', dict)
+    guesses = guess_architectures(state, signatures())
     structural = [k for k in missing + unexpected + [m.split(':')[0] for m in mismatched]
                   if k.startswith(('stem.', 'stages.')) and not k.endswith('num_batches_tracked')]
     if (guesses and getattr(model, 'arch_name', None) not in guesses and structural) or \
@@ -206,3 +224,21 @@ def load_pretrained(model: torch.nn.Module, checkpoint_path: str,
             lines.append(f'  {title}: {_describe(names)}')
     print_log('\n'.join(lines), logger=logger)
     return report
+
+
+@WEIGHT_INITIALIZERS.register_module(name='CoAtNetPretrained')
+class CoAtNetPretrainedInit:
+    """mmengine's ``Pretrained`` initializer for CoAtNet: the backbone hands its ``Pretrained``
+    ``init_cfg`` entries (dict or list form) here, with mmengine's ``checkpoint`` and ``prefix``
+    arguments, so every one goes through :func:`load_pretrained`."""
+
+    def __init__(self, checkpoint: str, prefix: Optional[str] = None, map_location: str = 'cpu'):
+        self.checkpoint = checkpoint
+        self.prefix = prefix
+        self.map_location = map_location  # tensors are read on the CPU and copied into the model
+
+    def __call__(self, module: torch.nn.Module) -> None:
+        load_pretrained(module, self.checkpoint, prefix=self.prefix)
+
+    def _get_init_info(self) -> str:
+        return f'{self.__class__.__name__}: load from {self.checkpoint}'

@@ -1,32 +1,20 @@
 import pytest
 import torch
 
-from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, RelativePositionMlp
-from mmcoatnet.models.rel_pos import relative_position_index, resize_bias_table
-
-
-def plain_bias(table, size):
-    return resize_bias_table(table, size).flatten(1)[:, relative_position_index(size)]
-
-
-def reference_attention(attn: RelativeAttention, x: torch.Tensor) -> torch.Tensor:
-    """Straightforward relative attention: softmax(q k^T / sqrt(d) + w[i - j]) v."""
-    b, h, w, _ = x.shape
-    qkv = attn.qkv(x).reshape(b, h * w, attn.num_heads, 3, attn.head_dim)
-    q, k, v = (qkv[..., i, :].transpose(1, 2) for i in range(3))
-    logits = q @ k.transpose(-1, -2) / attn.head_dim ** 0.5
-    logits = logits + plain_bias(attn.rel_pos.table, (h, w))
-    out = logits.softmax(-1) @ v
-    return attn.proj(out.transpose(1, 2).reshape(b, h, w, -1))
+from mmcoatnet.models.attention import (RelativeAttention, RelativePositionBias, RelativePositionMlp,
+                                        chunked_relative_attention)
+from mmcoatnet.models.reference import (ReferenceRelativeAttention, index_gathered_bias,
+                                        reference_relative_attention)
+from mmcoatnet.models.rel_pos import table_size
 
 
 def assert_matches_reference_with_gradients(attn: RelativeAttention, x: torch.Tensor):
-    """Output and every parameter's gradient equal those of :func:`reference_attention`."""
+    """Output and every parameter's gradient equal those of the reference attention."""
     out = attn(x)
     out.square().sum().backward()
     grads = {n: p.grad.clone() for n, p in attn.named_parameters()}
     attn.zero_grad()
-    expected = reference_attention(attn, x)
+    expected = ReferenceRelativeAttention(attn)(x)
     expected.square().sum().backward()
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     for name, param in attn.named_parameters():
@@ -37,7 +25,7 @@ def test_bias_at_pretraining_size_is_the_plain_gather_bitwise():
     rel = RelativePositionBias(4, (14, 14))
     for mode in (True, False):
         rel.train(mode)
-        assert torch.equal(rel((14, 14)), plain_bias(rel.table, (14, 14)))
+        assert torch.equal(rel((14, 14)), index_gathered_bias(rel.table_for((14, 14)), (14, 14)))
 
 
 def test_bias_gradient_reaches_the_table_at_another_size():
@@ -91,7 +79,8 @@ def test_attention_equals_reference_at_pretraining_and_other_sizes():
             x = torch.randn(2, *size, 64)
             out = attn(x)
             assert out.shape == (2, *size, 96)
-            torch.testing.assert_close(out, reference_attention(attn, x), atol=1e-5, rtol=1e-5)
+            expected = ReferenceRelativeAttention(attn)(x)
+            torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_attention_gradients_equal_reference():
@@ -128,7 +117,7 @@ def test_eval_cache_keeps_only_the_table_for_large_sizes():
         kept = {key[0]: sorted(entry) for key, entry in rel._cache.items()}
         assert kept == {(3, 3): ['bias', 'table'], (20, 30): ['table']}
         assert torch.equal(rel((20, 30)), large)
-        assert torch.equal(large, plain_bias(rel.table, (20, 30)))
+        assert torch.equal(large, index_gathered_bias(rel.table_for((20, 30)), (20, 30)))
 
 
 def test_chunked_training_attention_equals_reference_with_gradients():
@@ -147,7 +136,7 @@ def test_chunked_inference_equals_reference_and_uses_the_cached_table():
     x = torch.randn(1, 9, 7, 32)
     with torch.no_grad():
         out = attn(x)
-        torch.testing.assert_close(out, reference_attention(attn, x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out, ReferenceRelativeAttention(attn)(x), atol=1e-5, rtol=1e-5)
     (key, entry), = attn.rel_pos._cache.items()
     assert key[0] == (9, 7) and list(entry) == ['table']  # the full bias never existed
 
@@ -158,7 +147,8 @@ def test_flex_attention_reads_the_bias_inside_the_kernel():
     attn = RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='flex').eval()
     x = torch.randn(2, 6, 5, 32)  # a 6x5 map: the table is resized from 4x4, as at run time
     with torch.no_grad():
-        torch.testing.assert_close(attn(x), reference_attention(attn, x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(attn(x), ReferenceRelativeAttention(attn)(x), atol=1e-5,
+                                   rtol=1e-5)
     # CPU training (no FlexAttention backward there) takes the default path, gradients included
     assert_matches_reference_with_gradients(attn.train(), x)
     with pytest.raises(ValueError, match='not one of'):
@@ -190,3 +180,71 @@ def test_every_path_runs_under_mixed_precision(path):
         out.float().square().sum().backward()
         assert torch.isfinite(attn.rel_pos.table.grad).all()
         assert attn.rel_pos.table.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------ choosing and running kernels
+
+def test_kernel_is_chosen_from_the_input():
+    attn = RelativeAttention(32, 64, 64, 32, RelativePositionBias(2, (4, 4)),
+                             max_bias_bytes=2 * 7 * 63 * 4 * 3)  # 3 rows of a 9x7 map a chunk
+    cpu = torch.device('cpu')
+    assert attn.choose_kernel(1, (9, 7), cpu, masked=False) == 'chunked'
+    assert attn.choose_kernel(1, (3, 7), cpu, masked=False) == 'whole-bias'  # fits the budget
+    assert attn.choose_kernel(1, (9, 7), cpu, masked=True) == 'whole-bias'  # only it takes a mask
+    attn.impl = 'flex'
+    with torch.no_grad():
+        assert attn.choose_kernel(1, (9, 7), cpu, masked=False) == 'flex'
+    assert attn.choose_kernel(1, (9, 7), cpu, masked=False) == 'chunked'  # no CPU flex backward
+    assert attn.choose_kernel(1, (9, 7), torch.device('meta'), masked=False) == 'flex'
+
+
+@pytest.mark.parametrize('explicit_softmax', [False, True], ids=['sdpa', 'explicit'])
+@pytest.mark.parametrize('recompute', [False, True], ids=['kept', 'recomputed'])
+def test_chunked_kernel_either_way_equals_reference_with_gradients(explicit_softmax, recompute):
+    """Both ways of running a chunk, whatever the device would choose: the SDPA one (GPUs, CPU
+    inference) forced here on a CPU with autograd, where explicit softmax is the default."""
+    torch.manual_seed(0)
+    size = (5, 4)
+    table = torch.randn(2, *table_size(size), requires_grad=True)
+    q, k, v = (torch.randn(2, 2, 20, 8, requires_grad=True) for _ in range(3))
+    out = chunked_relative_attention(q, k, v, table, size, rows_per_chunk=2, recompute=recompute,
+                                     explicit_softmax=explicit_softmax)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v, table))
+    expected = reference_relative_attention(q, k, v, index_gathered_bias(table, size))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (q, k, v, table))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    for name, grad, expected_grad in zip(('q', 'k', 'v', 'table'), grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-5, msg=name)
+    assert grads[-1].abs().sum() > 0  # the table's gradient
+
+
+# ---------------------------------------------------------------------------------- empty batches
+
+@pytest.mark.parametrize('kernel, masked', [('whole-bias', False), ('chunked', False),
+                                            ('whole-bias', True)],
+                         ids=['whole bias', 'chunked', 'padded windows'])
+def test_empty_batch_gives_an_empty_map_in_each_kernel(kernel, masked):
+    budget = 2 * 7 * 63 * 4 * 3 if kernel == 'chunked' else 64 << 20  # 3 rows a chunk
+    attn = RelativeAttention(32, 48, 64, 32, RelativePositionBias(2, (4, 4)),
+                             max_bias_bytes=budget).eval()
+    x = torch.zeros(0, 9, 7, 32)
+    padding = torch.zeros(0, 63, dtype=torch.bool) if masked else None
+    assert attn.choose_kernel(0, (9, 7), x.device, masked) == kernel
+    with torch.no_grad():
+        assert attn(x, key_padding_mask=padding).shape == (0, 9, 7, 48)
+
+
+@pytest.mark.parametrize('window_attention', [None, dict(window_size=3)], ids=['global', 'windowed'])
+@pytest.mark.parametrize('size', [(64, 96), (1024, 1024)], ids=['small', 'chunked'])
+def test_empty_batch_gives_empty_maps_from_the_backbone(window_attention, size):
+    from mmcoatnet.models import CoAtNet
+    model = CoAtNet(dict(stem_channels=(16, 16), depths=(1, 1, 2, 1), channels=(16, 32, 64, 64)),
+                    window_attention=window_attention).eval()
+    if size == (1024, 1024):  # S3 global attention at 64x64 passes the bias budget: chunked
+        s3 = model.stages[2].blocks[-1].attn
+        assert s3.choose_kernel(0, (64, 64), torch.device('cpu'), masked=False) == 'chunked'
+    with torch.no_grad():
+        outs = model(torch.zeros(0, 3, *size))
+    assert [tuple(o.shape) for o in outs] == [(0, c, -(-size[0] // s), -(-size[1] // s))
+                                              for c, s in zip((16, 32, 64, 64), (4, 8, 16, 32))]

@@ -152,6 +152,11 @@ def test_with_cp_gives_the_same_gradients():
         grads.append({n: p.grad for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, msg=name)
+    # the recompute in backward runs BatchNorm in training mode again: statistics move once
+    buffers = [dict(model.named_buffers()) for model in (plain, checkpointed)]
+    assert buffers[1]['stages.0.blocks.0.norm1.num_batches_tracked'] == 1
+    for name, buffer in buffers[0].items():
+        torch.testing.assert_close(buffers[1][name], buffer, msg=name)
 
 
 def test_gradients_reach_bias_tables_at_a_non_pretraining_size():

@@ -200,4 +200,167 @@ def test_partial_fit_is_loaded_and_summarised(tmp_path):
 
 def test_guess_names_table_architectures():
     state = CoAtNet(arch='coatnet-bn-0-rw').state_dict()
-    assert guess_architectures(state) == ['coatnet-bn-0-rw']
+    assert guess_architectures(state, CoAtNet.architecture_signatures()) == ['coatnet-bn-0-rw']
+
+
+# ---------------------------------------------------------------- one checkpoint path, bad files
+
+TINY = dict(stem_channels=(8, 8), depths=(1, 1, 1, 1), channels=(8, 16, 32, 32))
+
+
+def tiny_model(**kwargs):
+    return CoAtNet(arch=TINY, **kwargs)
+
+
+@pytest.mark.parametrize('make, problem', [
+    (lambda p, good: p.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2]),
+     'not a readable torch checkpoint'),
+    (lambda p, good: p.write_bytes(b'\x80\x02not a pickle at all' * 10), 'not a readable torch checkpoint'),
+    (lambda p, good: p.with_suffix('.safetensors').write_bytes(b'{"bad": 1}' * 3),
+     'not a valid safetensors file'),
+])
+def test_a_corrupt_checkpoint_names_the_file_and_the_problem(tmp_path, make, problem):
+    good = tmp_path / 'good.pth'
+    torch.save(tiny_model().state_dict(), good)
+    bad = tmp_path / 'bad.pth'
+    make(bad, good)
+    if not bad.exists():
+        bad = bad.with_suffix('.safetensors')
+    with pytest.raises(ValueError, match=f'cannot read checkpoint {bad}: {problem}.*truncated or corrupt'):
+        tiny_model(init_cfg=dict(type='Pretrained', checkpoint=str(bad))).init_weights()
+
+
+def test_a_truncated_safetensors_file_names_the_file(tmp_path):
+    good = tmp_path / 'good.safetensors'
+    save_file(tiny_model().state_dict(), str(good))
+    bad = tmp_path / 'cut.safetensors'
+    bad.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=f'cannot read checkpoint {bad}: not a valid safetensors'):
+        read_checkpoint(str(bad))
+
+
+def test_a_directory_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f'checkpoint {tmp_path} is a directory'):
+        tiny_model(init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path))).init_weights()
+
+
+def timm_fixture_file(tmp_path, arch='coatnet-0-rw', wrap=None):
+    meta, state, expected, _ = load_fixture(arch)
+    if wrap:
+        state = {f'{wrap}{k}': v for k, v in state.items()}
+    path = tmp_path / f'{arch}.pth'
+    torch.save({'state_dict': state}, path)
+    return meta, expected, str(path)
+
+
+def assert_outputs_equal(model, expected):
+    for out, ref in zip(run(model, fixture_input()), expected):
+        assert (out - ref).abs().max() <= 1e-4
+
+
+def test_list_form_init_cfg_goes_through_the_adapter(tmp_path):
+    meta, expected, path = timm_fixture_file(tmp_path)
+    model = CoAtNet(arch=reduced_arch(meta), init_cfg=[
+        dict(type='Constant', layer='Linear', val=0.),  # applied first, then overwritten
+        dict(type='Pretrained', checkpoint=path)])
+    model.init_weights()
+    assert_outputs_equal(model, expected)
+
+
+def test_prefix_selects_the_part_of_a_checkpoint_and_resizes_its_tables(tmp_path):
+    meta, expected, path = timm_fixture_file(tmp_path, wrap='teacher.encoder.')
+    model = CoAtNet(arch=reduced_arch(meta),
+                    init_cfg=dict(type='Pretrained', checkpoint=path, prefix='teacher.encoder'))
+    model.init_weights()
+    assert_outputs_equal(model, expected)
+    bigger = CoAtNet(arch=reduced_arch(meta), pretrain_img_size=384,
+                     init_cfg=[dict(type='Pretrained', checkpoint=path, prefix='teacher.encoder.')])
+    bigger.init_weights()
+    assert bigger.stages[2].blocks[0].attn.rel_pos.table.shape[-2:] == (47, 47)
+    with pytest.raises(CheckpointMismatchError, match="no tensors under prefix 'student.'.*teacher."):
+        CoAtNet(arch=reduced_arch(meta), init_cfg=dict(
+            type='Pretrained', checkpoint=path, prefix='student')).init_weights()
+
+
+class Touch:
+    """A pickle payload that would create a file when unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+@pytest.fixture
+def http_server(tmp_path, monkeypatch):
+    """A real HTTP server on 127.0.0.1 serving tmp_path/www, and a fresh torch hub cache."""
+    import functools
+    import http.server
+    import threading
+    root = tmp_path / 'www'
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    hub_dir = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / 'hub'))
+    try:
+        yield root, f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        torch.hub.set_dir(hub_dir)
+        server.shutdown()
+        server.server_close()
+
+
+def test_two_urls_with_the_same_file_name_give_their_own_weights(http_server):
+    root, base = http_server
+    models = []
+    for repo in ('a', 'b'):  # Hugging Face's layout: .../<repo>/model.safetensors
+        (root / repo).mkdir()
+        source = tiny_model()
+        source.init_weights()
+        save_file(source.state_dict(), str(root / repo / 'model.safetensors'))
+        models.append(source)
+    for repo, source in zip(('a', 'b'), models):
+        loaded = tiny_model(init_cfg=dict(type='Pretrained', checkpoint=f'{base}/{repo}/model.safetensors'))
+        loaded.init_weights()
+        for key, value in source.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), (repo, key)
+    assert not torch.equal(models[0].stem.conv1.weight, models[1].stem.conv1.weight)
+
+
+def test_a_url_checkpoint_is_read_safely(http_server, tmp_path):
+    root, base = http_server
+    marker = tmp_path / 'pwned'
+    torch.save({'state_dict': tiny_model().state_dict(), 'x': Touch(str(marker))}, root / 'evil.pth')
+    with pytest.raises(UnsafeCheckpointError, match='refusing to load'):
+        tiny_model(init_cfg=dict(type='Pretrained', checkpoint=f'{base}/evil.pth')).init_weights()
+    assert not marker.exists()
+    # mmengine's own URL path (load_from, openmmlab:// and torchvision:// resolve to it) too
+    from mmengine.runner import CheckpointLoader
+    with pytest.raises(UnsafeCheckpointError):
+        CheckpointLoader.load_checkpoint(f'{base}/evil.pth', map_location='cpu')
+    assert not marker.exists()
+
+
+def test_safe_loading_is_installed_once_and_can_be_undone(tmp_path):
+    from mmengine.runner import CheckpointLoader, checkpoint
+    from mmcoatnet import safe_load
+    assert not safe_load.mmengine_loads_weights_only()  # mmengine 0.10.7: torch.load as is
+    assert CheckpointLoader._schemes[''] is safe_load.load_local_checkpoint
+    assert safe_load.install_safe_checkpoint_loading()  # a second call changes nothing
+    marker = tmp_path / 'pwned'
+    torch.save({'x': Touch(str(marker))}, tmp_path / 'evil.pth')
+    safe_load.uninstall_safe_checkpoint_loading()
+    try:
+        assert CheckpointLoader._schemes[''] is checkpoint.load_from_local
+        assert checkpoint.load_url is not safe_load.load_url_checkpoint
+    finally:
+        safe_load.install_safe_checkpoint_loading()
+    assert CheckpointLoader._schemes[''] is safe_load.load_local_checkpoint
+    with pytest.raises(UnsafeCheckpointError):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'evil.pth'))
+    assert not marker.exists()

@@ -1,6 +1,9 @@
+import math
+
 import pytest
 import torch
 
+from mmcoatnet.models.reference import index_gathered_bias
 from mmcoatnet.models.rel_pos import (gather_relative_bias, relative_bias_rows_keys_reversed,
                                       relative_position_index, resize_bias_table, reverse_key_rows,
                                       table_size, toeplitz_blocks)
@@ -29,8 +32,7 @@ def test_index_entries_are_offsets(size):
 def test_gather_equals_index_gather_bitwise(size):
     torch.manual_seed(0)
     table = torch.randn(3, *table_size(size))
-    plain = table.flatten(1)[:, relative_position_index(size)]
-    assert torch.equal(gather_relative_bias(table, size), plain)
+    assert torch.equal(gather_relative_bias(table, size), index_gathered_bias(table, size))
 
 
 def test_gather_rejects_a_table_of_another_size():
@@ -52,7 +54,7 @@ def test_resize_is_identity_at_the_pretraining_size():
     table = torch.randn(4, 27, 27)
     assert resize_bias_table(table, (14, 14)) is table
     assert torch.equal(gather_relative_bias(resize_bias_table(table, (14, 14)), (14, 14)),
-                       table.flatten(1)[:, relative_position_index((14, 14))])
+                       index_gathered_bias(table, (14, 14)))
 
 
 @pytest.mark.parametrize('target', [(50, 84), (84, 50), (3, 20), (20, 3), (7, 7), (1, 1)])
@@ -79,6 +81,57 @@ def test_resized_bias_has_gradients_on_the_learned_table():
     assert table.grad is not None and table.grad.abs().sum() > 0 and torch.isfinite(table.grad).all()
 
 
+def cubic_tap_weights(t: float, a: float = -0.75):
+    """Keys' cubic convolution weights of the taps at floor(src) - 1 ... floor(src) + 2, for the
+    fraction t = src - floor(src); a = -0.75 as PyTorch's bicubic."""
+    def near(x):  # |x| <= 1
+        return (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1
+
+    def far(x):  # 1 < |x| < 2
+        return a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def bicubic_taps(out_index: int, in_size: int, out_size: int):
+    """(input index, weight) pairs behind one output index: align_corners=False, taps past the
+    border clamped to it."""
+    src = (out_index + 0.5) * in_size / out_size - 0.5
+    base = math.floor(src)
+    return [(min(max(base - 1 + n, 0), in_size - 1), weight)
+            for n, weight in enumerate(cubic_tap_weights(src - base))]
+
+
+def bicubic_at(grid, out_shape, i: int, j: int) -> float:
+    rows, cols = len(grid), len(grid[0])
+    return sum(wy * wx * grid[y][x] for y, wy in bicubic_taps(i, rows, out_shape[0])
+               for x, wx in bicubic_taps(j, cols, out_shape[1]))
+
+
+def test_cubic_tap_weights_sum_to_one_and_interpolate_the_grid():
+    for t in (0.0, 0.25, 0.5, 0.9):
+        assert sum(cubic_tap_weights(t)) == pytest.approx(1.0)
+    assert cubic_tap_weights(0.0) == pytest.approx([0, 1, 0, 0])
+
+
+# tables 9x3 (rows up, columns down), 3x11 (the reverse), 13x17 (both up), 1x1
+@pytest.mark.parametrize('target', [(5, 2), (2, 6), (7, 9), (1, 1)])
+def test_resize_equals_bicubic_computed_by_hand(target):
+    """Against bicubic interpolation written out in plain Python: a 5x7 table (pre-training map
+    3x4) with a smooth ramp in head 0 and a single spike in head 1, whose outputs are the kernel's
+    weights themselves; upsampling reaches past the borders, where taps are clamped."""
+    ramp = [[0.1 * y * y - 0.3 * x + 0.02 * x ** 3 for x in range(7)] for y in range(5)]
+    spike = [[1.0 if (y, x) == (2, 3) else 0.0 for x in range(7)] for y in range(5)]
+    table = torch.tensor([ramp, spike])
+    resized = resize_bias_table(table, target)
+    out_shape = table_size(target)
+    assert resized.shape == (2, *out_shape)
+    for head, grid in enumerate((ramp, spike)):
+        expected = [[bicubic_at(grid, out_shape, i, j) for j in range(out_shape[1])]
+                    for i in range(out_shape[0])]
+        torch.testing.assert_close(resized[head], torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
 def test_resize_of_half_precision_table_keeps_dtype():
     table = torch.randn(2, 13, 13).half()
     assert resize_bias_table(table, (20, 20)).dtype == torch.float16
@@ -90,7 +143,7 @@ def test_key_reversed_view_is_the_plain_bias_with_key_rows_reversed(size, start,
     torch.manual_seed(0)
     h, w = size
     table = torch.randn(3, *table_size(size))
-    plain = table.flatten(1)[:, relative_position_index(size)]  # (heads, N, N)
+    plain = index_gathered_bias(table, size)  # (heads, N, N)
     view = relative_bias_rows_keys_reversed(toeplitz_blocks(table, w), h, start, stop)
     assert view.shape == (3, stop - start, w, h, w)
     expected = plain[:, start * w:stop * w].unflatten(-1, size).flip(-2).flatten(-2)  # key rows reversed

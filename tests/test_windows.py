@@ -2,10 +2,9 @@ import pytest
 import torch
 
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias
+from mmcoatnet.models.reference import ReferenceRelativeAttention
 from mmcoatnet.models.windows import (as_window_size, window_grid, window_padding_mask,
                                       window_partition, window_unpartition)
-
-from test_attention import plain_bias
 
 
 @pytest.mark.parametrize('size', [(10, 15), (9, 7), (4, 4)])
@@ -44,12 +43,8 @@ def test_windowed_attention_equals_reference_with_padding_masked():
     mask = window_padding_mask(1, (9, 7), (5, 5))
     with torch.no_grad():
         out = window_unpartition(attn(windows, key_padding_mask=mask), (9, 7))
-        # reference: plain softmax(q k^T / sqrt(d) + w[i - j]) v per window, padded keys hidden
-        qkv = attn.qkv(windows).reshape(len(windows), 25, attn.num_heads, 3, attn.head_dim)
-        q, k, v = (qkv[..., i, :].transpose(1, 2) for i in range(3))
-        logits = q @ k.transpose(-1, -2) / attn.head_dim ** 0.5 + plain_bias(attn.rel_pos.table, (5, 5))
-        logits = logits.masked_fill(mask[:, None, None, :], float('-inf'))
-        expected = attn.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(len(windows), 5, 5, -1))
+        # plain softmax(q k^T / sqrt(d) + w[i - j]) v per window, padded keys hidden
+        expected = ReferenceRelativeAttention(attn)(windows, key_padding_mask=mask)
     torch.testing.assert_close(out, window_unpartition(expected, (9, 7)), atol=1e-5, rtol=1e-5)
     # the padding changed nothing: a window that is all real tokens equals global attention on it
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """Draw a trained model's predictions on a few validation images, as PNG files.
 
     python tools/draw_predictions.py CONFIG CHECKPOINT [--out DIR] [--num 6] [--score-thr 0.5]
+                                     [--cfg-options K=V ...]
 
 Uses the libraries' own inference APIs (mmdet: init_detector / inference_detector; mmseg:
 init_model / inference_model) and visualizers, chosen by the config's default_scope. Left of each
@@ -14,6 +15,7 @@ import mmcv
 from mmengine.config import Config
 
 import mmcoatnet  # noqa: F401  (registers CoAtNet, safe checkpoint loading)
+from mmcoatnet.tool_support import add_cfg_options_argument, load_config
 
 
 def parse_args(argv=None):
@@ -24,6 +26,7 @@ def parse_args(argv=None):
     parser.add_argument('--num', type=int, default=6, help='how many validation images')
     parser.add_argument('--score-thr', type=float, default=0.5)
     parser.add_argument('--device', default='cpu')
+    add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -39,7 +42,7 @@ def validation_items(cfg: Config, num: int):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.model.backbone.init_cfg = None  # every weight comes from the trained checkpoint
     out = args.out or osp.join(osp.dirname(args.checkpoint), 'predictions')
     os.makedirs(out, exist_ok=True)

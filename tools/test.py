@@ -1,21 +1,22 @@
 """Evaluate a trained detector or segmentor checkpoint.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR] [--tta]
                          [--cfg-options K=V ...] [--launcher none|pytorch|slurm|mpi]
 
 --out writes the raw predictions (mmdet: a pickle of results; mmseg: a folder of label maps);
---show-dir draws predictions over the images into WORK_DIR/<timestamp>/SHOW_DIR.
+--show-dir draws predictions over the images into WORK_DIR/<timestamp>/SHOW_DIR; --tta evaluates
+with the config's test-time augmentation (tta_model and tta_pipeline: mmseg's multi-scale + flip).
 """
 import argparse
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmcoatnet.distributed import prepare_distributed
 from mmcoatnet.preflight import check_data, check_load_from
+from mmcoatnet.tool_support import (add_cfg_options_argument, add_launcher_arguments,
+                                    export_local_rank, load_config, set_work_dir)
 
 
 def parse_args(argv=None):
@@ -25,13 +26,12 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the directory to save the evaluation metrics')
     parser.add_argument('--out', help='dump predictions: a .pkl file (mmdet) or a folder (mmseg)')
     parser.add_argument('--show-dir', help='directory, under the work dir, for drawn predictions')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's tta_pipeline and tta_model")
+    add_cfg_options_argument(parser, help='override config settings')
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args.local_rank)
     return args
 
 
@@ -48,20 +48,28 @@ def enable_drawing(cfg: Config, show_dir: str) -> None:
         cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
 
 
+def enable_tta(cfg: Config) -> None:
+    """The config's test-time augmentation, as mmseg's and mmdet's own test tools set it up."""
+    missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
+    if missing:
+        raise SystemExit(f'error: --tta needs {" and ".join(missing)} in the config (mmseg\'s '
+                         'ADE20K configs define both)')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
     # the trained checkpoint holds every weight: do not read the ImageNet one
     if cfg.model.get('backbone', {}).get('init_cfg') is not None:
         cfg.model.backbone.init_cfg = None
+    if args.tta:
+        enable_tta(cfg)
     check_load_from(cfg)
     check_data(cfg, splits=('test',))
     prepare_distributed(cfg)

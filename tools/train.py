@@ -6,15 +6,16 @@
 The config's default_scope ('mmdet' or 'mmseg') decides which library's registries are used.
 """
 import argparse
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmcoatnet.distributed import prepare_distributed
 from mmcoatnet.preflight import check_data, check_pretrained
+from mmcoatnet.tool_support import (add_cfg_options_argument, add_launcher_arguments,
+                                    default_device, export_local_rank, load_config,
+                                    refuse_amp_without_gpu, set_work_dir, use_amp_optim_wrapper)
 
 
 def parse_args(argv=None):
@@ -28,34 +29,21 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from PATH, or from the latest checkpoint in the work dir '
                              'when no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_dataloader.batch_size=4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_cfg_options_argument(parser, help='override config settings, e.g. '
+                             'train_dataloader.batch_size=4')
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args.local_rank)
     return args
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise SystemExit('error: --amp needs a GPU (mmengine\'s AmpOptimWrapper does not run on '
-                             'the CPU); train without --amp here')
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+        refuse_amp_without_gpu(default_device(), instead='train')
+        use_amp_optim_wrapper(cfg)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')

@@ -3,36 +3,95 @@
 A row gives the stem widths (S0), per-stage depths, widths and block types (S1-S4), and the options
 of the convolutional and transformer blocks that distinguish one family member from another.
 """
-import copy
-from typing import Any, Dict, Union
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-# Block options shared by the paper's architectures (Dai et al., 2021, section 3 and Table 3).
-PAPER_CONV_OPTIONS = dict(
-    expand_ratio=4,          # MBConv inverted-bottleneck expansion
-    expand_from='out',       # expansion width computed from the block's output channels
-    se_ratio=0.25,           # squeeze-excitation width, relative to expand_from channels
-    se_act='SiLU',
-    se_before_norm=False,    # SE after the depthwise conv's norm and activation
-    act='GELU',
-    pre_norm_act=False,      # the pre-norm is a plain norm, no activation
-    stride_mode='dw',        # downsampling by the depthwise conv ('pool': residual_pool before the 1x1)
-    pool='avg2',             # shortcut pooling: 'avg2' (2x2 average) or 'max' (3x3 max, stride 2)
-    residual_pool='avg2',    # pooling on the residual branch when stride_mode is 'pool'
-    output_bias=True,        # bias in the block's last 1x1 conv and in its shortcut projection
-)
-PAPER_TRANSFORMER_OPTIONS = dict(
-    head_dim=32,
-    mlp_ratio=4,
-    attn_width='out',        # attention runs at the output width ('in': at the input width)
-    shortcut_bias=True,
-    pool='avg2',
-    layer_scale=None,        # initial LayerScale value, None for no LayerScale
-    act='GELU',
-    norm='LN',               # 'LN', or 'BN' (BatchNorm over channels)
-    norm_eps=1e-6,
-    rel_pos='table',         # 'table': learned w[i - j]; 'mlp': timm's MLP over log-spaced offsets
-    rel_pos_mlp_dim=512,
-)
+_CHOICES = dict(expand_from=('in', 'out'), stride_mode=('dw', 'pool'), pool=('avg2', 'max'),
+                residual_pool=('avg2', 'max'), attn_width=('in', 'out'), norm=('LN', 'BN'),
+                rel_pos=('table', 'mlp'))
+
+
+class _Options:
+    """A typed record of block options: built from a dict whose unknown keys raise, naming the
+    valid ones, and whose choice-valued fields are checked (a typo is an error, never ignored)."""
+
+    @classmethod
+    def from_dict(cls, options: Optional[Mapping[str, Any]], where: str):
+        options = dict(options or {})
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(f'unknown {where} option(s) {unknown}; valid options: {", ".join(valid)}')
+        return cls(**options)
+
+    def __post_init__(self):
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name, None)
+            if hasattr(self, name) and value not in choices:
+                raise ValueError(f'{type(self).__name__}.{name} is one of {choices}, got {value!r}')
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+# Defaults are the paper's (Dai et al., 2021, section 3 and Table 3).
+@dataclass(frozen=True)
+class ConvOptions(_Options):
+    """Options of the MBConv blocks of stages S1 and S2 (and the stem's activation)."""
+    expand_ratio: float = 4          # MBConv inverted-bottleneck expansion
+    expand_from: str = 'out'         # expansion width computed from the block's 'out' or 'in' channels
+    se_ratio: float = 0.25           # squeeze-excitation width, relative to expand_from channels
+    se_act: str = 'SiLU'
+    se_before_norm: bool = False     # SE after the depthwise conv's norm and activation
+    act: str = 'GELU'
+    pre_norm_act: bool = False       # the pre-norm is a plain norm, no activation
+    stride_mode: str = 'dw'          # downsampling by the depthwise conv ('pool': residual_pool first)
+    pool: str = 'avg2'               # shortcut pooling: 'avg2' (2x2 average) or 'max' (3x3, stride 2)
+    residual_pool: str = 'avg2'      # pooling on the residual branch when stride_mode is 'pool'
+    output_bias: bool = True         # bias in the block's last 1x1 conv and its shortcut projection
+
+
+@dataclass(frozen=True)
+class TransformerOptions(_Options):
+    """Options of the relative-attention transformer blocks of stages S3 and S4."""
+    head_dim: int = 32
+    mlp_ratio: float = 4
+    attn_width: str = 'out'          # attention runs at the output width ('in': at the input width)
+    shortcut_bias: bool = True
+    pool: str = 'avg2'
+    layer_scale: Optional[float] = None  # initial LayerScale value, None for no LayerScale
+    act: str = 'GELU'
+    norm: str = 'LN'                 # 'LN', or 'BN' (BatchNorm over channels)
+    norm_eps: float = 1e-6
+    rel_pos: str = 'table'           # 'table': learned w[i - j]; 'mlp': timm's MLP over log offsets
+    rel_pos_mlp_dim: int = 512
+
+
+@dataclass(frozen=True)
+class CoAtNetArch:
+    """One architecture: stem widths (S0), per-stage depths, widths and block types (S1-S4), and
+    the block options."""
+    depths: Tuple[int, int, int, int]
+    channels: Tuple[int, int, int, int]
+    stem_channels: Tuple[int, int] = (64, 64)
+    block_types: Tuple[str, str, str, str] = ('C', 'C', 'T', 'T')
+    conv: ConvOptions = ConvOptions()
+    transformer: TransformerOptions = TransformerOptions()
+    timm_name: Optional[str] = None  # the timm model whose checkpoints this row loads exactly
+
+    def __post_init__(self):
+        for name in ('depths', 'channels', 'block_types'):
+            if len(getattr(self, name)) != 4:
+                raise ValueError(f'arch {name} needs one entry per stage S1-S4, '
+                                 f'got {getattr(self, name)!r}')
+        if len(self.stem_channels) != 2:
+            raise ValueError(f'arch stem_channels needs two widths, got {self.stem_channels!r}')
+        unknown_types = set(self.block_types) - {'C', 'T'}
+        if unknown_types:
+            raise ValueError(f'block_types are "C" (MBConv) or "T" (transformer), '
+                             f'got {sorted(unknown_types)}')
+
 
 # timm's `_rw_` CoAtNets (the ones with public ImageNet weights) differ from the paper in these options.
 RW_CONV_OPTIONS = dict(expand_from='in', pre_norm_act=True, output_bias=False, act='SiLU',
@@ -83,40 +142,41 @@ ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
                              transformer=dict(layer_scale=1e-6, rel_pos='mlp')),
 }
 
-ArchSpec = Union[str, Dict[str, Any]]
+ArchSpec = Union[str, Mapping[str, Any], CoAtNetArch]
+_ARCH_KEYS = [f.name for f in fields(CoAtNetArch)]
 
 
-def resolve_arch(arch: ArchSpec) -> Dict[str, Any]:
-    """A complete architecture description from a table name or a custom dict.
+def resolve_arch(arch: ArchSpec) -> CoAtNetArch:
+    """The typed architecture of a table name or a custom dict.
 
     A custom dict needs ``depths`` and ``channels`` (four entries each); ``stem_channels``,
-    ``block_types``, ``conv`` and ``transformer`` options fall back to the paper's.
+    ``block_types``, ``conv`` and ``transformer`` options fall back to the paper's. Unknown keys,
+    at the top level or among the options, raise and list the valid ones.
     """
+    if isinstance(arch, CoAtNetArch):
+        return arch
     if isinstance(arch, str):
         key = arch.lower()
         if key not in ARCH_SETTINGS:
             raise ValueError(
                 f'unknown CoAtNet arch {arch!r}; known: {", ".join(sorted(ARCH_SETTINGS))}, '
                 'or a dict with "depths" and "channels"')
-        spec = copy.deepcopy(ARCH_SETTINGS[key])
-    elif isinstance(arch, dict):
-        missing = {'depths', 'channels'} - set(arch)
+        spec = ARCH_SETTINGS[key]
+    elif isinstance(arch, Mapping):
+        spec = arch
+        missing = {'depths', 'channels'} - set(spec)
         if missing:
-            raise ValueError(f'a custom CoAtNet arch needs {sorted(missing)}; got keys {sorted(arch)}')
-        spec = copy.deepcopy(dict(arch))
+            raise ValueError(f'a custom CoAtNet arch needs {sorted(missing)}; got keys {sorted(spec)}')
     else:
         raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
+    unknown = sorted(set(spec) - set(_ARCH_KEYS))
+    if unknown:
+        raise ValueError(f'unknown CoAtNet arch key(s) {unknown}; valid keys: {", ".join(_ARCH_KEYS)}')
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    values['conv'] = _as_options(ConvOptions, values.get('conv'), 'conv')
+    values['transformer'] = _as_options(TransformerOptions, values.get('transformer'), 'transformer')
+    return CoAtNetArch(**values)
 
-    spec.setdefault('stem_channels', (64, 64))
-    spec.setdefault('block_types', ('C', 'C', 'T', 'T'))
-    spec['conv'] = {**PAPER_CONV_OPTIONS, **spec.get('conv', {})}
-    spec['transformer'] = {**PAPER_TRANSFORMER_OPTIONS, **spec.get('transformer', {})}
-    for key in ('depths', 'channels', 'block_types'):
-        if len(spec[key]) != 4:
-            raise ValueError(f'arch {key} needs one entry per stage S1-S4, got {spec[key]!r}')
-    if len(spec['stem_channels']) != 2:
-        raise ValueError(f'arch stem_channels needs two widths, got {spec["stem_channels"]!r}')
-    unknown_types = set(spec['block_types']) - {'C', 'T'}
-    if unknown_types:
-        raise ValueError(f'block_types are "C" (MBConv) or "T" (transformer), got {sorted(unknown_types)}')
-    return spec
+
+def _as_options(cls, options, where: str):
+    return options if isinstance(options, cls) else cls.from_dict(options, where)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
 
+from .archs import TransformerOptions
 from .rel_pos import (Size, gather_relative_bias, log_relative_coords, relative_bias_rows_keys_reversed,
                       resize_bias_table, reverse_key_rows, table_size, toeplitz_blocks)
 
@@ -108,25 +109,26 @@ class RelativePositionMlp(CachedBiasProvider):
         return self.mlp(coords).permute(2, 0, 1)  # (heads, 2H-1, 2W-1)
 
 
-def build_bias_provider(options: dict, num_heads: int, pretrain_feat_size: Size) -> CachedBiasProvider:
-    kind = options['rel_pos']
+def build_bias_provider(options: TransformerOptions, num_heads: int,
+                        pretrain_feat_size: Size) -> CachedBiasProvider:
+    kind = options.rel_pos
     if kind == 'table':
         return RelativePositionBias(num_heads, pretrain_feat_size)
     if kind == 'mlp':
-        return RelativePositionMlp(num_heads, options['rel_pos_mlp_dim'])
+        return RelativePositionMlp(num_heads, options.rel_pos_mlp_dim)
     raise ValueError(f'unknown rel_pos {kind!r}; known: "table", "mlp"')
 
 
 def _attend_rows(q: torch.Tensor, k_reversed: torch.Tensor, v_reversed: torch.Tensor,
                  table: torch.Tensor, feat_size: Size, row_start: int, row_stop: int,
-                 blocks: Optional[torch.Tensor] = None,
+                 explicit_softmax: bool, blocks: Optional[torch.Tensor] = None,
                  bias_buffer: Optional[torch.Tensor] = None) -> torch.Tensor:
     height, width = feat_size
     if blocks is None:  # only the offsets these rows reach
         blocks = toeplitz_blocks(table[:, row_start:row_stop - 1 + height], width)
         row_start, row_stop = 0, row_stop - row_start
     bias = relative_bias_rows_keys_reversed(blocks, height, row_start, row_stop)
-    if q.device.type == 'cpu' and torch.is_grad_enabled():
+    if explicit_softmax:
         return _explicit_attention(q, k_reversed, v_reversed, bias)
     if bias_buffer is not None:  # reused across chunks: no fresh pages to fault in each time
         bias = bias_buffer[:bias.numel()].view(bias.shape).copy_(bias)
@@ -148,14 +150,25 @@ def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return torch.matmul(scores.flatten(2, 3).softmax(dim=-1), v)
 
 
+def explicit_softmax_by_default(device: torch.device) -> bool:
+    """Whether chunks run as :func:`_explicit_attention` rather than SDPA: on a CPU with autograd,
+    where SDPA would take its slow math fallback for a bias that needs a gradient."""
+    return device.type == 'cpu' and torch.is_grad_enabled()
+
+
 def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                table: torch.Tensor, feat_size: Size, rows_per_chunk: int,
-                               recompute: bool) -> torch.Tensor:
+                               recompute: bool,
+                               explicit_softmax: Optional[bool] = None) -> torch.Tensor:
     """Exact attention over query chunks of ``rows_per_chunk`` map rows: memory holds one chunk's
     bias and scores instead of the full N x N ones. With ``recompute`` (training) each chunk is
     recomputed in backward, so nothing N x N is kept for it either. Keys and values are taken in
-    reversed row order, which makes each chunk's bias a plain copy of a view of the table."""
+    reversed row order, which makes each chunk's bias a plain copy of a view of the table.
+    ``explicit_softmax``: each chunk as an explicit softmax (True) or through SDPA (False); None
+    chooses by device (:func:`explicit_softmax_by_default`)."""
     height, width = feat_size
+    if explicit_softmax is None:
+        explicit_softmax = explicit_softmax_by_default(q.device)
     k, v = reverse_key_rows(k, feat_size), reverse_key_rows(v, feat_size)
     blocks = bias_buffer = None
     if not torch.is_grad_enabled():  # shared by the chunks; in training each chunk makes its own
@@ -168,14 +181,15 @@ def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         q_rows = q[:, :, start * width:stop * width]
         if recompute:
             outs.append(cp.checkpoint(_attend_rows, q_rows, k, v, table, feat_size, start, stop,
-                                      use_reentrant=False))
+                                      explicit_softmax, use_reentrant=False))
         else:
-            outs.append(_attend_rows(q_rows, k, v, table, feat_size, start, stop, blocks,
-                                     bias_buffer))
+            outs.append(_attend_rows(q_rows, k, v, table, feat_size, start, stop,
+                                     explicit_softmax, blocks, bias_buffer))
     return torch.cat(outs, dim=2)
 
 
 ATTENTION_IMPLS = ('auto', 'flex')
+ATTENTION_KERNELS = ('flex', 'chunked', 'whole-bias')
 _compiled_flex_attention = None
 
 
@@ -213,6 +227,9 @@ class RelativeAttention(nn.Module):
     chunks of map rows (recomputed in backward when training): same result, bounded memory.
     ``impl='flex'`` runs global attention through :func:`flex_relative_attention` instead (on CPU
     only without autograd, since FlexAttention has no CPU backward).
+
+    Each call first chooses its kernel (:meth:`choose_kernel`: one of ``ATTENTION_KERNELS``), then
+    runs it (:meth:`attend_flex`, :meth:`attend_chunked`, :meth:`attend_whole_bias`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, attn_channels: int, head_dim: int,
@@ -240,31 +257,56 @@ class RelativeAttention(nn.Module):
         row_bytes = max(batch, 1) * self.num_heads * width * height * width * 4
         return max(1, self.max_bias_bytes // row_bytes)
 
+    def choose_kernel(self, batch: int, feat_size: Size, device: torch.device,
+                      masked: bool) -> str:
+        """Which kernel runs this input: 'flex', 'chunked' or 'whole-bias' (see the class doc).
+        ``masked``: a key padding mask comes with it, which only the whole bias takes."""
+        if masked:
+            return 'whole-bias'
+        # FlexAttention has no CPU backward: CPU training falls back to the other kernels
+        if self.impl == 'flex' and (device.type != 'cpu' or not torch.is_grad_enabled()):
+            return 'flex'
+        if self.rows_per_chunk(batch, feat_size) < feat_size[0]:
+            return 'chunked'
+        return 'whole-bias'
+
+    def attend_flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    feat_size: Size) -> torch.Tensor:
+        """The bias read from the table inside a compiled FlexAttention kernel."""
+        return flex_relative_attention(q, k, v, self.rel_pos.table_at(feat_size), feat_size)
+
+    def attend_chunked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       feat_size: Size) -> torch.Tensor:
+        """Queries in chunks of map rows within the bias budget, recomputed in backward in training."""
+        recompute = self.training and torch.is_grad_enabled()
+        return chunked_relative_attention(q, k, v, self.rel_pos.table_at(feat_size), feat_size,
+                                          self.rows_per_chunk(q.shape[0], feat_size), recompute)
+
+    def attend_whole_bias(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          feat_size: Size,
+                          key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """SDPA with the whole (heads, N, N) bias, padded keys set to -inf, as its additive mask."""
+        mask = self.rel_pos(feat_size).to(q.dtype).unsqueeze(0)
+        if key_padding_mask is not None:
+            hidden = torch.zeros(key_padding_mask.shape, dtype=q.dtype, device=q.device)
+            hidden.masked_fill_(key_padding_mask, float('-inf'))
+            mask = mask + hidden[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
     def forward(self, x: torch.Tensor,
                 key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``key_padding_mask``: optional (B, H*W) bool, True where a token is padding that no
         query may attend to (the edges of windows)."""
         batch, height, width, _ = x.shape
-        tokens = height * width
-        qkv = self.qkv(x).view(batch, tokens, self.num_heads, 3, self.head_dim)
+        feat_size = (height, width)
+        qkv = self.qkv(x).view(batch, height * width, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
-        rows_per_chunk = self.rows_per_chunk(batch, (height, width))
-        # FlexAttention has no CPU backward: CPU training falls back to the chunked path
-        flex = self.impl == 'flex' and (q.device.type != 'cpu' or not torch.is_grad_enabled())
-        if key_padding_mask is None and flex:
-            out = flex_relative_attention(q, k, v, self.rel_pos.table_at((height, width)),
-                                          (height, width))
-        elif key_padding_mask is None and rows_per_chunk < height:
-            recompute = self.training and torch.is_grad_enabled()
-            table = self.rel_pos.table_at((height, width))
-            out = chunked_relative_attention(q, k, v, table, (height, width), rows_per_chunk,
-                                             recompute)
+        kernel = self.choose_kernel(batch, feat_size, x.device, key_padding_mask is not None)
+        if kernel == 'flex':
+            out = self.attend_flex(q, k, v, feat_size)
+        elif kernel == 'chunked':
+            out = self.attend_chunked(q, k, v, feat_size)
         else:
-            mask = self.rel_pos((height, width)).to(q.dtype).unsqueeze(0)
-            if key_padding_mask is not None:
-                hidden = torch.zeros(key_padding_mask.shape, dtype=q.dtype, device=q.device)
-                hidden.masked_fill_(key_padding_mask, float('-inf'))
-                mask = mask + hidden[:, None, None, :]
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = out.transpose(1, 2).reshape(batch, height, width, -1)
-        return self.proj(out)
+            out = self.attend_whole_bias(q, k, v, feat_size, key_padding_mask)
+        channels = self.num_heads * self.head_dim  # not -1: an empty batch leaves it undetermined
+        return self.proj(out.transpose(1, 2).reshape(batch, height, width, channels))

@@ -1,19 +1,23 @@
 """The CoAtNet backbone: S0 stem, four C-C-T-T stages, S1-S4 feature maps for FPN / UperNet heads."""
-from typing import Optional, Sequence, Tuple, Union
+import functools
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, initialize
 from mmengine.model.weight_init import constant_init, kaiming_init, trunc_normal_, trunc_normal_init
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .archs import ArchSpec, resolve_arch
+from .archs import ARCH_SETTINGS, ArchSpec, resolve_arch
 from .attention import RelativePositionBias
 from .blocks import CoAtNetStage, MBConv, Stem, TransformerBlock
 from .windows import as_window_size
 
 MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input
+# mmengine weight initializer that takes `Pretrained` entries of init_cfg: the project's checkpoint
+# adapter (mmcoatnet/checkpoint.py) registers it; named, not imported, so this room imports nothing above
+PRETRAINED_INITIALIZER = 'CoAtNetPretrained'
 
 
 WINDOWED_STAGE = 2  # S3: S4 is small enough at any detection size to stay global
@@ -73,7 +77,7 @@ class CoAtNet(BaseModule):
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
-        self.arch_name = arch if isinstance(arch, str) else None
+        self.arch_name = arch.lower() if isinstance(arch, str) else None
         self.in_channels = in_channels
         self.out_indices = tuple(out_indices)
         for index in self.out_indices:
@@ -87,22 +91,22 @@ class CoAtNet(BaseModule):
             pretrain_img_size = (pretrain_img_size, pretrain_img_size)
         self.pretrain_img_size = tuple(pretrain_img_size)
 
-        conv_options, transformer_options = self.arch['conv'], self.arch['transformer']
-        self.stem = Stem(in_channels, self.arch['stem_channels'], norm_cfg, conv_options['act'])
-        depths = self.arch['depths']
+        conv_options, transformer_options = self.arch.conv, self.arch.transformer
+        self.stem = Stem(in_channels, self.arch.stem_channels, norm_cfg, conv_options.act)
+        depths = self.arch.depths
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         feat_size = halve(self.pretrain_img_size)
-        stage_in = self.arch['stem_channels'][-1]
+        stage_in = self.arch.stem_channels[-1]
         self.stages = nn.ModuleList()
         for stage_index, (depth, width, kind) in enumerate(
-                zip(depths, self.arch['channels'], self.arch['block_types'])):
+                zip(depths, self.arch.channels, self.arch.block_types)):
             feat_size = halve(feat_size)
             windows = (self._window_sizes(window_attention, depth, feat_size)
                        if stage_index == WINDOWED_STAGE else [None] * depth)
             if kind != 'T' and any(windows):
                 raise ValueError(f'window_attention needs a transformer S3, but this arch has '
-                                 f'block types {self.arch["block_types"]}')
+                                 f'block types {self.arch.block_types}')
             blocks = []
             for block_index in range(depth):
                 block_in = stage_in if block_index == 0 else width
@@ -116,7 +120,7 @@ class CoAtNet(BaseModule):
                                                    attention_impl))
             self.stages.append(CoAtNetStage(blocks, channels_last=(kind == 'T'), with_cp=with_cp))
             stage_in = width
-        self.out_channels = [self.arch['channels'][i] for i in self.out_indices]
+        self.out_channels = [self.arch.channels[i] for i in self.out_indices]
         self._freeze_stages()
 
     @staticmethod
@@ -159,17 +163,29 @@ class CoAtNet(BaseModule):
                     module.eval()
         return self
 
+    @staticmethod
+    def architecture_signatures() -> Dict[str, Dict[str, tuple]]:
+        """Every table architecture's state-dict keys and shapes, by name: what the checkpoint
+        adapter compares a checkpoint with to name the architecture it belongs to."""
+        return {name: _arch_signature(name) for name in ARCH_SETTINGS}
+
     def init_weights(self):
-        """Default initialisation, then ``init_cfg``: a ``Pretrained`` checkpoint goes through the
-        project's checkpoint adapter (timm or mmcoatnet formats, table resizing, one report)."""
+        """Default initialisation, then ``init_cfg``, a dict or a list. ``Pretrained`` entries
+        (with mmengine's ``checkpoint`` and ``prefix``) go through the project's checkpoint adapter:
+        timm or mmcoatnet formats, table resizing, one report, an error for another architecture."""
+        if self._is_init:
+            return
         self._init_default()
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_pretrained
-            load_pretrained(self, cfg['checkpoint'])
-            self._is_init = True
-        elif cfg is not None:
-            super().init_weights()
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        cfgs = [dict(cfg) for cfg in cfgs if cfg]
+        others = [cfg for cfg in cfgs if cfg.get('type') != 'Pretrained']
+        pretrained = [dict(cfg, type=PRETRAINED_INITIALIZER) for cfg in cfgs
+                      if cfg.get('type') == 'Pretrained']
+        if others:
+            initialize(self, others)
+        if pretrained:  # last, as mmengine applies them, so the weights are not overwritten
+            initialize(self, pretrained)
+        self._is_init = True
 
     def _init_default(self):
         for module in self.modules():
@@ -190,6 +206,13 @@ class CoAtNet(BaseModule):
             raise ValueError(f'CoAtNet was built for {self.in_channels} input channels '
                              f'(N, {self.in_channels}, H, W), got shape {tuple(x.shape)}; '
                              'set in_channels in the backbone config to match the data')
+        weight = self.stem.conv1.weight
+        autocast = x.is_floating_point() and torch.is_autocast_enabled(x.device.type)
+        if x.dtype != weight.dtype and not autocast:
+            raise TypeError(f'CoAtNet\'s weights are {weight.dtype} but the input is {x.dtype}; '
+                            f'convert the images to {weight.dtype} (mmdet\'s and mmseg\'s data '
+                            'preprocessors do), cast the model to the input\'s dtype, or run '
+                            'under torch.autocast')
         if min(x.shape[-2:]) < MIN_INPUT_SIDE:
             raise ValueError(f'CoAtNet needs H and W of at least {MIN_INPUT_SIDE} '
                              f'(expected (N, {self.in_channels}, >={MIN_INPUT_SIDE}, '
@@ -207,3 +230,10 @@ class CoAtNet(BaseModule):
             if index in self.out_indices:
                 outs.append(x.contiguous())
         return tuple(outs)
+
+
+@functools.lru_cache(maxsize=None)
+def _arch_signature(name: str) -> Dict[str, tuple]:
+    with torch.device('meta'):  # shapes only: nothing is allocated or initialised
+        model = CoAtNet(arch=name)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}

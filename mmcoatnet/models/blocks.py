@@ -1,5 +1,7 @@
 """CoAtNet's building blocks: the S0 stem, MBConv with squeeze-excitation, the relative-attention
 transformer block, and the stage that chains them. Options come from the architecture table."""
+import contextlib
+import functools
 from typing import List, Optional, Sequence
 
 import torch
@@ -7,7 +9,9 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from .archs import ConvOptions, TransformerOptions
 from .attention import RelativeAttention, build_bias_provider
 from .norm_act import norm_act
 from .rel_pos import Size
@@ -96,37 +100,37 @@ class PooledProjection(nn.Module):
 class MBConv(nn.Module):
     """Pre-norm inverted bottleneck (1x1 expand, depthwise 3x3, SE, 1x1 project) on NCHW maps."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, options: dict,
+    def __init__(self, in_channels: int, out_channels: int, stride: int, options: ConvOptions,
                  norm_cfg: dict, drop_path: float = 0.):
         super().__init__()
-        act = options['act']
-        expand_base = out_channels if options['expand_from'] == 'out' else in_channels
-        mid_channels = int(expand_base * options['expand_ratio'])
-        se_base = out_channels if options['expand_from'] == 'out' else mid_channels
-        dw_stride = stride if options['stride_mode'] == 'dw' else 1
+        act = options.act
+        expand_base = out_channels if options.expand_from == 'out' else in_channels
+        mid_channels = int(expand_base * options.expand_ratio)
+        se_base = out_channels if options.expand_from == 'out' else mid_channels
+        dw_stride = stride if options.stride_mode == 'dw' else 1
 
         if stride == 2:
             self.shortcut = PooledProjection(
-                in_channels, out_channels, options['pool'], options['output_bias'])
+                in_channels, out_channels, options.pool, options.output_bias)
         elif in_channels == out_channels:
             self.shortcut = nn.Identity()
         else:
             raise ValueError(f'a stride-1 MBConv needs equal widths, got {in_channels} -> {out_channels}')
         self.pre_norm = build_norm(norm_cfg, in_channels)
-        self.pre_act = build_act(act if options['pre_norm_act'] else None)
-        self.down = build_pool(options['residual_pool']) if stride == 2 and options['stride_mode'] == 'pool' \
+        self.pre_act = build_act(act if options.pre_norm_act else None)
+        self.down = build_pool(options.residual_pool) if stride == 2 and options.stride_mode == 'pool' \
             else nn.Identity()
         self.conv1_1x1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.norm1 = build_norm(norm_cfg, mid_channels)
         self.act1 = build_act(act)
         self.conv2_kxk = nn.Conv2d(mid_channels, mid_channels, 3, stride=dw_stride, padding=1,
                                    groups=mid_channels, bias=False)
-        se = SqueezeExcite(mid_channels, int(se_base * options['se_ratio']), options['se_act'])
-        self.se_early = se if options['se_before_norm'] else None
+        se = SqueezeExcite(mid_channels, int(se_base * options.se_ratio), options.se_act)
+        self.se_early = se if options.se_before_norm else None
         self.norm2 = build_norm(norm_cfg, mid_channels)
         self.act2 = build_act(act)
-        self.se = None if options['se_before_norm'] else se
-        self.conv3_1x1 = nn.Conv2d(mid_channels, out_channels, 1, bias=options['output_bias'])
+        self.se = None if options.se_before_norm else se
+        self.conv3_1x1 = nn.Conv2d(mid_channels, out_channels, 1, bias=options.output_bias)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,35 +166,35 @@ class TransformerBlock(nn.Module):
     runs inside non-overlapping windows (padding at the edges is masked out); None is global.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, options: dict,
-                 pretrain_feat_size: Size, drop_path: float = 0.,
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 options: TransformerOptions, pretrain_feat_size: Size, drop_path: float = 0.,
                  window_size: Optional[Size] = None, attention_impl: str = 'auto'):
         super().__init__()
         self.window_size = tuple(window_size) if window_size is not None else None
-        attn_channels = out_channels if options['attn_width'] == 'out' else in_channels
+        attn_channels = out_channels if options.attn_width == 'out' else in_channels
 
         if stride == 2:
-            self.shortcut_pool = build_pool(options['pool'])
-            self.shortcut_proj = (nn.Linear(in_channels, out_channels, bias=options['shortcut_bias'])
+            self.shortcut_pool = build_pool(options.pool)
+            self.shortcut_proj = (nn.Linear(in_channels, out_channels, bias=options.shortcut_bias)
                                   if in_channels != out_channels else nn.Identity())
-            self.attn_pool = build_pool(options['pool'])
+            self.attn_pool = build_pool(options.pool)
         elif in_channels == out_channels:
             self.shortcut_pool = self.shortcut_proj = self.attn_pool = None
         else:
             raise ValueError(
                 f'a stride-1 transformer block needs equal widths, got {in_channels} -> {out_channels}')
-        self.norm1 = build_channels_last_norm(options['norm'], options['norm_eps'], in_channels)
-        self.attn = RelativeAttention(in_channels, out_channels, attn_channels, options['head_dim'],
-                                      build_bias_provider(options, attn_channels // options['head_dim'],
+        self.norm1 = build_channels_last_norm(options.norm, options.norm_eps, in_channels)
+        self.attn = RelativeAttention(in_channels, out_channels, attn_channels, options.head_dim,
+                                      build_bias_provider(options, attn_channels // options.head_dim,
                                                           pretrain_feat_size),
                                       impl=attention_impl)
-        self.norm2 = build_channels_last_norm(options['norm'], options['norm_eps'], out_channels)
-        hidden = int(out_channels * options['mlp_ratio'])
+        self.norm2 = build_channels_last_norm(options.norm, options.norm_eps, out_channels)
+        hidden = int(out_channels * options.mlp_ratio)
         self.mlp = nn.Sequential()
         self.mlp.add_module('fc1', nn.Linear(out_channels, hidden))
-        self.mlp.add_module('act', build_activation_layer(dict(type=options['act'])))
+        self.mlp.add_module('act', build_activation_layer(dict(type=options.act)))
         self.mlp.add_module('fc2', nn.Linear(hidden, out_channels))
-        init_scale = options['layer_scale']
+        init_scale = options.layer_scale
         self.ls1 = LayerScale(out_channels, init_scale) if init_scale else nn.Identity()
         self.ls2 = LayerScale(out_channels, init_scale) if init_scale else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -215,6 +219,29 @@ class TransformerBlock(nn.Module):
         return f'window_size={self.window_size}' if self.window_size else ''
 
 
+def _recompute_contexts(block: nn.Module):
+    """checkpoint's (forward, recompute) contexts: the recompute keeps the running statistics."""
+    return contextlib.nullcontext(), running_stats_kept(block)
+
+
+@contextlib.contextmanager
+def running_stats_kept(module: nn.Module):
+    """Puts the BatchNorm running statistics of ``module`` back as they were on entry: around the
+    recomputation of a checkpointed block, whose BatchNorms run in training mode a second time, so
+    that a step updates them once, as without checkpointing."""
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+             for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for norm, (mean, var, count) in zip(norms, saved):
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(var)
+                norm.num_batches_tracked.copy_(count)
+
+
 class CoAtNetStage(nn.Module):
     """A run of blocks whose first one halves the resolution. Takes and returns NCHW maps
     (channels-last in memory); transformer stages work on their (B, H, W, C) views. ``with_cp``
@@ -231,7 +258,8 @@ class CoAtNetStage(nn.Module):
             x = x.permute(0, 2, 3, 1)
         for block in self.blocks:
             if self.with_cp and self.training and torch.is_grad_enabled():
-                x = cp.checkpoint(block, x, use_reentrant=False)
+                x = cp.checkpoint(block, x, use_reentrant=False, context_fn=functools.partial(
+                    _recompute_contexts, block))
             else:
                 x = block(x)
         if self.channels_last:

@@ -20,7 +20,7 @@ def table_size(feat_size: Size) -> Size:
 def relative_position_index(feat_size: Size) -> torch.Tensor:
     """(HW, HW) int64 index into the flattened (2H-1)(2W-1) table: entry (i, j) is offset i - j.
 
-    The plain reference indexing; the backbone gathers without this N x N buffer.
+    The plain indexing of :mod:`.reference`; the backbone gathers without this N x N buffer.
     """
     h, w = feat_size
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')

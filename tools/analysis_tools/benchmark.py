@@ -11,6 +11,7 @@ Implementations, all of the backbone alone (S1-S4 features), batch 1 by default,
                       in --global-blocks global (default: the model's, every third from the last)
   plain-reference     this package's layers with a straightforward attention in place of ours: an
                       (N x N) int64 index per block, the gathered bias, explicit softmax(q k^T + b) v
+                      (mmcoatnet.models.reference.ReferenceRelativeAttention)
   swin-t              mmdet's SwinTransformer, Swin-T settings
   timm                timm's CoAtNet of the same architecture and weights, run by another Python
                       (``--timm-python`` or $TIMM_PYTHON) since timm is not a dependency here
@@ -26,12 +27,12 @@ step is taken as 3x the forward. The machine's dense float32 matmul rate is meas
 Results print as a table and are written to ``benchmark.json`` and ``benchmark.md`` in --out-dir.
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
 import os.path as osp
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,21 @@ RESULT_PREFIX = 'BENCHMARK-RESULT '
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
+def load_tool_support():
+    """mmcoatnet/tool_support.py read as a file, not through the package: the timm cases run under
+    timm's own Python, which cannot import mmcoatnet (no mmcv there)."""
+    spec = importlib.util.spec_from_file_location(
+        'mmcoatnet_tool_support', osp.join(REPO, 'mmcoatnet', 'tool_support.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool_support = load_tool_support()
+current_rss_bytes, peak_rss_bytes, gib = (tool_support.current_rss_bytes,
+                                          tool_support.peak_rss_bytes, tool_support.gib)
+
+
 def parse_size(text: str):
     parts = text.lower().split('x')
     if len(parts) == 1:
@@ -54,19 +70,9 @@ def parse_size(text: str):
     return int(parts[0]), int(parts[1])
 
 
-def current_rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
 # ----------------------------------------------------------------------------- models (in a case)
 
 def build_own(case: dict) -> torch.nn.Module:
-    sys.path.insert(0, REPO)
     from mmcoatnet.models.backbone import CoAtNet
     windowed = case['impl'] == 'mmcoatnet-windowed'
     window_attention = dict(global_blocks=case.get('global_blocks')) if windowed else None
@@ -74,35 +80,13 @@ def build_own(case: dict) -> torch.nn.Module:
     if case.get('weights'):
         from mmcoatnet.checkpoint import load_pretrained
         load_pretrained(model, case['weights'], logger=None)
-    if case['impl'] == 'plain-reference':
+    if case['impl'] == 'plain-reference':  # global blocks only: the reference model has no windows
         from mmcoatnet.models.blocks import TransformerBlock
+        from mmcoatnet.models.reference import ReferenceRelativeAttention
         for block in model.modules():
             if isinstance(block, TransformerBlock):
-                block.attn = PlainRelativeAttention(block.attn)
+                block.attn = ReferenceRelativeAttention(block.attn)
     return model
-
-
-class PlainRelativeAttention(torch.nn.Module):
-    """The straightforward implementation, for comparison: a stored (N, N) int64 offset index per
-    size (as timm keeps one per block), the full bias gathered with it, and explicit matmuls."""
-
-    def __init__(self, attn):
-        super().__init__()
-        self.attn = attn
-        self.index = {}
-
-    def forward(self, x):  # global blocks only: the reference model has no windows
-        from mmcoatnet.models.rel_pos import relative_position_index
-        attn = self.attn
-        batch, height, width, _ = x.shape
-        if (height, width) not in self.index:
-            self.index[(height, width)] = relative_position_index((height, width)).to(x.device)
-        bias = attn.rel_pos.table_for((height, width)).flatten(1)[:, self.index[(height, width)]]
-        qkv = attn.qkv(x).view(batch, height * width, attn.num_heads, 3, attn.head_dim)
-        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
-        scores = (q * attn.head_dim ** -0.5) @ k.transpose(-2, -1) + bias
-        out = scores.softmax(dim=-1) @ v
-        return attn.proj(out.transpose(1, 2).reshape(batch, height, width, -1))
 
 
 def build_swin(case: dict) -> torch.nn.Module:
@@ -255,10 +239,6 @@ def size_name(size) -> str:
     return f'{size[0]}x{size[1]}'
 
 
-def gib(num_bytes) -> str:
-    return f'{num_bytes / 2 ** 30:.2f}'
-
-
 def markdown(report: dict) -> str:
     machine = report['machine']
     lines = [f"Measured on {machine['description']}; dense float32 matmul "
@@ -331,9 +311,8 @@ def main(argv=None) -> int:
         print(RESULT_PREFIX + json.dumps(work(json.loads(args.case or args.flops))), flush=True)
         return 0
 
-    sys.path.insert(0, REPO)
     from mmcoatnet.models.archs import resolve_arch
-    timm_name = resolve_arch(args.arch).get('timm_name')
+    timm_name = resolve_arch(args.arch).timm_name
     impls = list(args.impls)
     timm_python = find_timm_python(args.timm_python) if 'timm' in impls else None
     if 'timm' in impls and not (timm_python and timm_name):

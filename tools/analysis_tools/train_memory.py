@@ -30,9 +30,11 @@ import time
 
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from benchmark import current_rss_bytes, gib, peak_rss_bytes
+from mmcoatnet.tool_support import (add_cfg_options_argument, current_rss_bytes, default_device, gib,
+                                    load_config, peak_rss_bytes, refuse_amp_without_gpu,
+                                    use_amp_optim_wrapper)
 
 
 def parse_args(argv=None):
@@ -43,19 +45,17 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=2, help='images per iteration')
     parser.add_argument('--iters', type=int, default=4, help='training iterations (at least 2)')
     parser.add_argument('--amp', action='store_true', help='float16 mixed precision (GPU only)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default=default_device())
     parser.add_argument('--instances', type=int, default=20, help='objects per image (mmdet)')
     parser.add_argument('--out', help="JSON path (default work_dirs/train_memory/<config>.json)")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. model.backbone.with_cp=True')
+    add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if args.iters < 2:
         parser.error('--iters must be at least 2: the first iteration is not timed')
     if min(args.shape) < 32 or args.batch < 1:
         parser.error('--shape needs sides of at least 32 and --batch at least 1')
-    if args.amp and not args.device.startswith('cuda'):
-        parser.error('--amp needs a GPU (mmengine\'s AmpOptimWrapper does not run on the CPU); '
-                     'measure without --amp here')
+    if args.amp:
+        refuse_amp_without_gpu(args.device, instead='measure', fail=parser.error)
     return args
 
 
@@ -70,17 +70,6 @@ def return_freed_memory_at_once() -> bool:
     return libc.mallopt(mmap_threshold_option, 1 << 20) == 1
 
 
-def load_config(args) -> Config:
-    cfg = Config.fromfile(args.config)  # imports custom_imports, registering CoAtNet
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.dtype = 'float16'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
-    return cfg
-
-
 def detection_batch(cfg: Config, args, rng: np.random.Generator) -> dict:
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
@@ -88,6 +77,7 @@ def detection_batch(cfg: Config, args, rng: np.random.Generator) -> dict:
 
     height, width = args.shape
     head = cfg.model.get('roi_head', {}).get('bbox_head', cfg.model.get('bbox_head', {}))
+    head = head[0] if isinstance(head, (list, tuple)) else head  # Cascade: one head per stage
     num_classes = head.get('num_classes', 80)
     with_mask = 'mask_head' in cfg.model.get('roi_head', {})
     inputs, samples = [], []
@@ -148,7 +138,9 @@ def measure(args) -> dict:
     freed_memory_returned = not cuda and return_freed_memory_at_once()
     rss_after_imports = current_rss_bytes()
     MMLogger.get_instance('train_memory', log_level='WARNING')  # not the per-parameter lr lines
-    cfg = load_config(args)
+    cfg = load_config(args.config, args.cfg_options)
+    if args.amp:
+        use_amp_optim_wrapper(cfg)  # as tools/train.py --amp does
     init_default_scope(cfg.default_scope)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)  # weights are not initialised from files: values do not matter

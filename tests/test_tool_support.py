@@ -1,0 +1,81 @@
+"""The tools' shared plumbing alone, in process (tests/test_tools.py runs the tools themselves)."""
+import argparse
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmcoatnet.tool_support import (add_cfg_options_argument, add_launcher_arguments,
+                                    current_rss_bytes, export_local_rank, load_config,
+                                    peak_rss_bytes, refuse_amp_without_gpu, set_work_dir,
+                                    use_amp_optim_wrapper)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOY_DET = osp.join(ROOT, 'configs', 'toy', 'mask-rcnn_coatnet-pico_fpn_toy.py')
+
+
+def test_config_loads_with_cfg_options_from_the_command_line():
+    parser = argparse.ArgumentParser()
+    add_cfg_options_argument(parser)
+    args = parser.parse_args(['--cfg-options', 'model.backbone.with_cp=True',
+                              'train_dataloader.batch_size=3'])
+    cfg = load_config(TOY_DET, args.cfg_options)
+    assert cfg.model.backbone.with_cp is True and cfg.train_dataloader.batch_size == 3
+    assert load_config(TOY_DET).model.backbone.get('with_cp', False) is False
+
+
+def test_work_dir_from_the_argument_the_config_or_the_config_name():
+    cfg = Config(dict())
+    set_work_dir(cfg, 'configs/a_model.py')
+    assert cfg.work_dir == osp.join('./work_dirs', 'a_model')
+    set_work_dir(cfg, 'configs/a_model.py', 'elsewhere')
+    assert cfg.work_dir == 'elsewhere'
+    own = Config(dict(work_dir='its_own'))
+    set_work_dir(own, 'configs/a_model.py')
+    assert own.work_dir == 'its_own'
+
+
+def test_local_rank_comes_from_the_argument_unless_the_launcher_set_it(monkeypatch):
+    parser = argparse.ArgumentParser()
+    add_launcher_arguments(parser)
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    export_local_rank(parser.parse_args(['--local-rank', '2']).local_rank)
+    assert os.environ['LOCAL_RANK'] == '2'
+    export_local_rank(parser.parse_args(['--local_rank', '5', '--launcher', 'pytorch']).local_rank)
+    assert os.environ['LOCAL_RANK'] == '2'  # torchrun's value stands
+
+
+def test_amp_is_refused_off_the_gpu_with_what_to_do_instead():
+    refuse_amp_without_gpu('cuda:1', instead='train')  # a GPU: nothing to refuse
+    with pytest.raises(SystemExit, match=r"^error: --amp needs a GPU .*; train without --amp here$"):
+        refuse_amp_without_gpu('cpu', instead='train')
+    reported = []
+    with pytest.raises(SystemExit):
+        refuse_amp_without_gpu('cpu', instead='measure', fail=reported.append)
+    assert reported == ["--amp needs a GPU (mmengine's AmpOptimWrapper does not run on the CPU); "
+                        'measure without --amp here']
+
+
+def test_amp_switches_the_optim_wrapper_but_keeps_a_configured_one():
+    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))))
+    use_amp_optim_wrapper(cfg)
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype, cfg.optim_wrapper.loss_scale) == \
+        ('AmpOptimWrapper', 'float16', 'dynamic')
+    configured = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper', dtype='bfloat16',
+                                                loss_scale=512.)))
+    use_amp_optim_wrapper(configured)
+    assert configured.optim_wrapper.to_dict() == dict(type='AmpOptimWrapper', dtype='bfloat16',
+                                                      loss_scale=512.)
+
+
+def test_resident_memory_grows_with_touched_pages():
+    import mmap
+    before = current_rss_bytes()
+    # fresh pages of our own (a heap block could reuse memory freed earlier in the session),
+    # written so that they are resident
+    block = mmap.mmap(-1, 64 << 20)
+    block.write(b'\x01' * (64 << 20))
+    assert current_rss_bytes() - before > 48 << 20
+    assert peak_rss_bytes() > before + (48 << 20)  # the kernel's high-water mark, KiB-rounded
+    block.close()
