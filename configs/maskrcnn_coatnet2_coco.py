@@ -4,6 +4,7 @@ _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
     './_base_/coatnet/coatnet-2-rw.py',
 ]
+custom_imports = dict(imports=['mmcoatnet'], allow_failed_imports=False)
 model = dict(
     backbone={{_base_.coatnet_backbone}},
     neck=dict(in_channels={{_base_.coatnet_channels}}))

@@ -1,22 +1,25 @@
-# UperNet + auxiliary FCN head with a CoAtNet-0 backbone, ADE20K 512x512, 160k iterations,
-# 8 GPUs x 2 images. Model, data, schedule and runtime are mmseg's own.
+# UperNet + auxiliary FCN head with a CoAtNet-0 backbone, ADE20K 512x512, mmseg's ConvNeXt-T
+# UperNet protocol: 160k iterations, AdamW lr 1e-4, wd 0.05, stage-wise lr decay 0.9, 1500 warm-up
+# iterations then poly decay, 8 GPUs x 2 images, mixed precision (--amp), sliding-window test
+# (512x512, stride 341). Evaluated single-scale and multi-scale + flip (--tta): README.
+# Everything but the backbone is mmseg's own.
 _base_ = [
-    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+    'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py',
     './_base_/coatnet/coatnet-0-rw.py',
 ]
+# mmcoatnet, not the base's mmpretrain (its ConvNeXt is replaced)
+custom_imports = dict(imports=['mmcoatnet'], allow_failed_imports=False)
 model = dict(
-    pretrained=None,
     backbone={{_base_.coatnet_backbone}},
-    decode_head=dict(in_channels={{_base_.coatnet_channels}}, num_classes=150),
-    auxiliary_head=dict(in_channels={{_base_.coatnet_s3_channels}}, num_classes=150))
+    decode_head=dict(in_channels={{_base_.coatnet_channels}}),
+    auxiliary_head=dict(in_channels={{_base_.coatnet_s3_channels}}))
 optim_wrapper = dict(
+    # the protocol's AmpOptimWrapper (and its loss_scale) is what --amp sets; without it the
+    # config also runs on a CPU
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg={{_base_.coatnet_paramwise_cfg}})
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
-]
-train_dataloader = dict(batch_size=2)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+    optimizer={{_base_.optim_wrapper.optimizer}},
+    constructor='CoAtNetLayerDecayOptimizerConstructor',
+    # the decay mmseg's ConvNeXt (stage-wise) and BEiT recipes use
+    paramwise_cfg=dict(decay_type='stage_wise', decay_rate=0.9))
+auto_scale_lr = dict(enable=False, base_batch_size=16)  # for --auto-scale-lr

@@ -1,6 +1,8 @@
 """Make the built-in toy datasets, deterministically from a seed; nothing is downloaded.
 
     python tools/make_toy_data.py [--out data] [--seed 0] [--num-train 300] [--num-val 60] [--size 160]
+                                  [--cls-train 300] [--cls-val 60] [--cls-size 64]
+                                  [--only coco|ade|cls]
 
 Writes
   <out>/toy_coco/{train,val}/*.jpg, <out>/toy_coco/annotations/instances_{train,val}.json
@@ -8,7 +10,12 @@ Writes
       textured backgrounds, occluding one another (masks are the visible parts, as polygons);
   <out>/toy_ade/images/{training,validation}/*.jpg, <out>/toy_ade/annotations/{training,validation}/*.png
       semantic segmentation in ADE20K's folder layout: 0 = unlabelled (ignored with
-      reduce_zero_label), 1 = background, 2-4 = the three shape classes.
+      reduce_zero_label), 1 = background, 2-4 = the three shape classes;
+  <out>/toy_cls/{train,val}/{circle,square,triangle}/*.png
+      image classification in mmpretrain's CustomDataset layout (classes are the folder names):
+      one shape of a random colour on a textured background, --cls-train / --cls-val images per
+      class, --cls-size pixels square. Drawn from its own random stream, so adding it left the
+      detection and segmentation sets of a seed unchanged.
 """
 import argparse
 import json
@@ -32,9 +39,10 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(image + noise, 0, 255)
 
 
-def draw_shape(rng: np.random.Generator, size: int, label: int) -> np.ndarray:
+def draw_shape(rng: np.random.Generator, size: int, label: int,
+               radius_range=(0.08, 0.2)) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
-    radius = int(rng.uniform(0.08, 0.2) * size)
+    radius = int(rng.uniform(*radius_range) * size)
     cx, cy = (int(v) for v in rng.uniform(radius, size - radius, 2))
     if CLASSES[label] == 'circle':
         cv2.circle(mask, (cx, cy), radius, 1, -1)
@@ -65,6 +73,19 @@ def make_scene(rng: np.random.Generator, size: int):
         masks.append(mask)
     objects = [(l, m) for l, m in zip(labels, masks) if m.sum() >= 40]
     return image.astype(np.uint8), objects
+
+
+def make_object_image(rng: np.random.Generator, size: int, label: int) -> np.ndarray:
+    """One shape of class ``label``, large enough to read at 64x64, on a textured background."""
+    image = textured_background(rng, size)
+    mask = draw_shape(rng, size, label, radius_range=(0.25, 0.45))
+    under = image[mask].mean(0)
+    colour = rng.uniform(0, 255, 3)
+    while np.abs(colour - under).mean() < 60:  # the outline must be visible: a class is its shape
+        colour = rng.uniform(0, 255, 3)
+    shade = rng.normal(0, 12, (size, size, 1))
+    image[mask] = np.clip(colour + shade[mask], 0, 255)
+    return image.astype(np.uint8)
 
 
 def polygons(mask: np.ndarray):
@@ -112,6 +133,17 @@ def write_ade(root: str, split: str, count: int, rng: np.random.Generator, size:
     return count
 
 
+def write_cls(root: str, split: str, per_class: int, rng: np.random.Generator, size: int):
+    for name in CLASSES:
+        os.makedirs(osp.join(root, split, name), exist_ok=True)
+    # classes interleaved, so a partial prefix of the stream is still balanced
+    for index in range(per_class):
+        for label, name in enumerate(CLASSES):
+            image = make_object_image(rng, size, label)
+            cv2.imwrite(osp.join(root, split, name, f'{index:05d}.png'), image[..., ::-1])
+    return per_class * len(CLASSES)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='data')
@@ -119,7 +151,12 @@ def main(argv=None):
     parser.add_argument('--num-train', type=int, default=300)
     parser.add_argument('--num-val', type=int, default=60)
     parser.add_argument('--size', type=int, default=160)
-    parser.add_argument('--only', choices=['coco', 'ade'], help='make one of the two datasets')
+    parser.add_argument('--cls-train', type=int, default=300,
+                        help='classification: training images per class')
+    parser.add_argument('--cls-val', type=int, default=60,
+                        help='classification: validation images per class')
+    parser.add_argument('--cls-size', type=int, default=64, help='classification image side')
+    parser.add_argument('--only', choices=['coco', 'ade', 'cls'], help='make one of the datasets')
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     if args.only in (None, 'coco'):
@@ -131,6 +168,12 @@ def main(argv=None):
         root = osp.join(args.out, 'toy_ade')
         for split, count in (('training', args.num_train), ('validation', args.num_val)):
             print(f'{root}: {split} {write_ade(root, split, count, rng, args.size)} images')
+    if args.only in (None, 'cls'):
+        # a stream of its own: the detection and segmentation sets stay as they were for a seed
+        cls_rng = np.random.default_rng([args.seed, 1])
+        root = osp.join(args.out, 'toy_cls')
+        for split, count in (('train', args.cls_train), ('val', args.cls_val)):
+            print(f'{root}: {split} {write_cls(root, split, count, cls_rng, args.cls_size)} images')
 
 
 if __name__ == '__main__':

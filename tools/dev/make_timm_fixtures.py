@@ -1,11 +1,8 @@
 """Make the exactness fixtures: small seeded timm CoAtNets, their state dicts and timm's outputs.
 
-timm is not a dependency of mmcoatnet (it needs torchvision, which has no CPU build next to our
-torch), so this runs in a separate environment:
+timm is a test dependency of the project's environment (requirements-lock.txt), so:
 
-    python3 -m venv /tmp/timmenv
-    /tmp/timmenv/bin/pip install torch==2.15.0 torchvision==0.29.2 timm==1.0.31 safetensors
-    /tmp/timmenv/bin/python tools/dev/make_timm_fixtures.py tests/data/timm_fixtures
+    .venv/bin/python tools/dev/make_timm_fixtures.py tests/data/timm_fixtures
 
 For each timm-compatible architecture of ours, it builds timm's model from that architecture's timm
 config with reduced widths and depths (every block type and option is still exercised: stride-2 and
@@ -13,9 +10,10 @@ stride-1 MBConv and transformer blocks, width-changing shortcuts, several heads)
 parameter and BN statistic from a fixed seed (so LayerScale, BN and bias tables are not near-identity),
 and saves, in float32 safetensors:
   input.safetensors   one (1, 3, 224, 224) input shared by all architectures
-  <arch>.safetensors  'state_dict.<timm key>' tensors and 'out.<i>' = timm's S1-S4 outputs in eval
-                      mode (forward_intermediates, before the final norm); metadata gives the timm
-                      model, the reduced sizes and the versions used.
+  <arch>.safetensors  'state_dict.<timm key>' tensors (a 10-class classifier included),
+                      'out.<i>' = timm's S1-S4 outputs in eval mode (forward_intermediates, before
+                      the final norm) and 'logits' = timm's classifier output; metadata gives the
+                      timm model, the reduced sizes and the versions used.
 """
 import argparse
 import json
@@ -84,8 +82,10 @@ def main():
         model.eval()
         with torch.no_grad():
             outs = model.forward_intermediates(image, indices=4, intermediates_only=True)
+            logits = model(image)
         tensors = {f'state_dict.{k}': v.contiguous() for k, v in model.state_dict().items()}
         tensors.update({f'out.{i}': o.contiguous() for i, o in enumerate(outs)})
+        tensors['logits'] = logits.contiguous()
         meta = dict(arch=arch, timm_config=timm_cfg_name, reduced=dict(REDUCED, rel_pos_mlp_dim=RMLP_DIM),
                     img_size=IMG_SIZE, timm=timm.__version__, torch=torch.__version__, seed=seed)
         path = os.path.join(args.out_dir, f'{arch}.safetensors')

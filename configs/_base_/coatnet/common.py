@@ -1,6 +1,7 @@
 # What every CoAtNet backbone base shares; coatnet-<n>-rw.py fill in the architecture, its widths
 # and its converted ImageNet checkpoint (README, "ImageNet-pretrained weights").
-custom_imports = dict(imports=['mmcoatnet'], allow_failed_imports=False)
+# No custom_imports here: each recipe sets it, since a library base it sits beside may set its own
+# (mmdet's and mmseg's ConvNeXt configs import mmpretrain) and bases may not share a key.
 coatnet_backbone = dict(
     _delete_=True,  # replaces the base config's ResNet and its torchvision / open-mmlab weights
     type='CoAtNet',

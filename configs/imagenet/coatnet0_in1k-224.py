@@ -1,0 +1,6 @@
+# CoAtNet-0 on ImageNet-1K at 224, the paper's recipe (./_base_/coatnet_in1k-224.py), 8 GPUs x 128.
+# Paper: 81.6 top-1 (Table 4).
+_base_ = ['./_base_/coatnet_in1k-224.py']
+model = dict(
+    backbone=dict(arch='coatnet-0', drop_path_rate=0.2),  # Table 10: 0.2 / 0.3 / 0.5 / 0.7 for 0-3
+    head=dict(in_channels=768))  # S4 width

@@ -1,0 +1,317 @@
+"""Multiply-accumulates and parameters of a config's whole detector or segmentor, with the
+backbone's share and the attention's share, counted as the papers count them.
+
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--proposals 1000]
+        [--out docs/flops.json] [--cfg-options K=V ...]
+
+Defaults: 800x1280 (the papers' "1280x800") for detection, 512x2048 ("2048x512") for segmentation;
+the image is padded as the config's data preprocessor pads it. The count is torch's FlopCounterMode
+over one inference forward on the CPU (eval mode, no autograd, random weights: the figures depend on
+shapes only). It sees every aten op, so the attention products q·kᵀ and attention·v are counted
+whether they run as matmuls (Swin) or inside scaled_dot_product_attention (CoAtNet); mmcv's counter,
+which the published figures come from, misses both. It counts matrix products and convolutions,
+1 MAC per multiply-add; norms, activations, softmax, pooling, resizing and RoIAlign are not counted
+(mmcv's counter adds most of them at one per element).
+
+The forward is the one the published figures come from (mmdet 2.x's ``forward_dummy``, mmseg's
+``_forward``):
+  detection     backbone, neck, RPN head, then the RoI head on --proposals fixed boxes (1000), every
+                bbox stage on all of them and every mask stage on the first 100
+  segmentation  backbone and decode head; the auxiliary head runs in training only
+Other detectors (no RPN + RoI head) run their own ``_forward``.
+
+Attention is every outermost module whose class name contains 'Attention' or 'MSA' (CoAtNet's
+RelativeAttention, Swin's ShiftWindowMSA): its qkv and output projections and its products; the
+products alone are the batched matmuls and attention kernels inside it.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import re
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+from mmcoatnet.tool_support import add_cfg_options_argument, load_config
+
+aten = torch.ops.aten
+DEFAULT_SHAPES = dict(mmdet=(800, 1280), mmseg=(512, 2048))
+MASK_ROIS = 100  # mmdet 2.x's forward_dummy runs the mask head on the first 100 RoIs
+ATTENTION_CLASS = re.compile(r'Attention|MSA')
+CHECKED_OP = re.compile(r'attention|matmul|einsum|conv|(^|_)linear|(^|_)b?mm($|_)|addmm')
+
+
+def sdpa_macs(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs (2 per MAC, FlopCounterMode's unit) of q·kᵀ and attention·v for (B, heads, L, E)."""
+    *batch, queries, dim = query_shape
+    keys, value_dim = key_shape[-2], value_shape[-1]
+    count = 1
+    for size in batch:
+        count *= size
+    return 2 * count * queries * keys * (dim + value_dim)
+
+
+# torch's FlopCounterMode has formulas for the CUDA attention kernels only; on the CPU
+# scaled_dot_product_attention runs this kernel, which it would count as 0
+EXTRA_FORMULAS = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_macs}
+PRODUCT_OPS = {aten.bmm, aten.baddbmm, *EXTRA_FORMULAS,
+               *[op for op in flop_registry if 'attention' in str(op)]}
+
+
+class UncountedOps(TorchDispatchMode):
+    """Records product-like ops the counter has no formula for, so none is silently counted as 0."""
+
+    def __init__(self, known):
+        super().__init__()
+        self.known = set(known)
+        self.missed = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        packet = func._overloadpacket
+        if packet not in self.known and CHECKED_OP.search(packet.__name__):
+            self.missed.add(str(packet))
+        return func(*args, **(kwargs or {}))
+
+
+class Probe(nn.Module):
+    """Calls ``run(model, ...)`` through one root module, so the counter names every submodule by
+    its path in the model (Probe.model.backbone...), whichever part runs first."""
+
+    def __init__(self, model: nn.Module, run: Callable):
+        super().__init__()
+        self.model = model
+        self.run = run
+
+    def forward(self, *args):
+        return self.run(self.model, *args)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='MACs and parameters of a detector / segmentor')
+    parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input height and width (default 800 1280 for detection, '
+                             '512 2048 for segmentation)')
+    parser.add_argument('--proposals', type=int, default=1000,
+                        help='RoIs given to a two-stage detector\'s RoI head')
+    parser.add_argument('--out', help='JSON file to add this result to (one entry per config, '
+                             'shape and --cfg-options)')
+    add_cfg_options_argument(parser)
+    args = parser.parse_args(argv)
+    if args.shape is not None and min(args.shape) < 32:
+        parser.error('--shape needs sides of at least 32')
+    return args
+
+
+def library_config_path(config: str) -> str:
+    """The file of a library's own config named as in ``_base_`` ('mmdet::swin/x.py'), which
+    Config.fromfile does not resolve; any other path as given."""
+    if '::' not in config:
+        return config
+    from mmengine.utils import get_installed_path
+    package, relative = config.split('::', 1)
+    return osp.join(get_installed_path(package), '.mim', 'configs', relative)
+
+
+def build_model(cfg) -> nn.Module:
+    from mmengine.registry import init_default_scope
+    scope = cfg.get('default_scope')
+    if scope not in DEFAULT_SHAPES:
+        raise SystemExit(f'error: get_flops counts mmdet and mmseg models; this config\'s '
+                         f'default_scope is {scope!r}')
+    init_default_scope(scope)
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    return MODELS.build(cfg.model).eval()
+
+
+def synthetic_batch(model: nn.Module, scope: str, shape: Tuple[int, int]):
+    """One random image of ``shape`` through the model's own data preprocessor (normalised and
+    padded as in testing), with the metainfo the heads read."""
+    height, width = shape
+    meta = dict(img_shape=(height, width), ori_shape=(height, width), scale_factor=(1., 1.))
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample as Sample
+    else:
+        from mmseg.structures import SegDataSample as Sample
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
+    batch = dict(inputs=[image], data_samples=[Sample(metainfo=meta)])
+    data = model.data_preprocessor(batch, False)
+    return data['inputs'], data['data_samples']
+
+
+def fixed_proposals(count: int, shape: Tuple[int, int]) -> torch.Tensor:
+    """``count`` boxes inside the image (seeded: the same boxes every run)."""
+    generator = torch.Generator().manual_seed(0)
+    height, width = shape
+    corners = torch.rand(count, 2, 2, generator=generator) * torch.tensor([width, height])
+    return torch.cat([corners.min(1).values, corners.max(1).values + 1], dim=1)
+
+
+def two_stage_forward(num_proposals: int):
+    """The papers' dummy forward of an RPN + RoI-head detector (mmdet 2.x ``forward_dummy``)."""
+    from mmdet.structures.bbox import bbox2roi
+
+    def run(model, inputs, data_samples):
+        feats = model.extract_feat(inputs)
+        model.rpn_head(feats)
+        rois = bbox2roi([fixed_proposals(num_proposals, inputs.shape[-2:])])
+        roi_head = model.roi_head
+        stages = range(roi_head.num_stages) if hasattr(roi_head, 'num_stages') else [None]
+        # Cascade heads take the stage first; the standard head has no stage argument
+        stage_args = [() if stage is None else (stage,) for stage in stages]
+        if roi_head.with_bbox:
+            for args in stage_args:
+                roi_head._bbox_forward(*args, feats, rois)
+        if roi_head.with_mask:
+            for args in stage_args:
+                roi_head._mask_forward(*args, feats, rois[:MASK_ROIS])
+    return run
+
+
+def outermost_attention(model: nn.Module) -> List[Tuple[str, str]]:
+    """(path, class name) of every attention module not inside another one."""
+    found = []
+    for name, module in model.named_modules():
+        if ATTENTION_CLASS.search(type(module).__name__) and \
+                not any(name.startswith(outer + '.') for outer, _ in found):
+            found.append((name, type(module).__name__))
+    return found
+
+
+def count_macs(model: nn.Module, run: Callable, *inputs) -> Tuple[Dict[str, Dict], set]:
+    """Per-module FLOP counts (by op) of ``run(model, *inputs)``, keyed by module path in the model
+    ('' for the whole model), and the product-like ops no formula covered."""
+    probe = Probe(model, run)
+    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
+    uncounted = UncountedOps(counter.flop_registry)
+    with torch.no_grad(), counter, uncounted:
+        probe(*inputs)
+    # the probe is the root ('Probe'); the model's own submodules sit under 'Probe.model.'
+    root, prefix = type(probe).__name__, f'{type(probe).__name__}.model.'
+    counts = {}
+    for name, by_op in counter.get_flop_counts().items():
+        if name == root:
+            counts[''] = by_op
+        elif name.startswith(prefix):
+            counts[name[len(prefix):]] = by_op
+    return counts, uncounted.missed
+
+
+def total(by_op: Optional[Dict]) -> int:
+    return sum((by_op or {}).values())
+
+
+def subtree_total(counts: Dict[str, Dict], model: nn.Module, name: str) -> int:
+    """FLOPs of the module at ``name``: its own count when it was called, else the sum of its
+    children's (the RoI head's parts run through its methods, not its forward)."""
+    if name in counts:
+        return total(counts[name])
+    return sum(subtree_total(counts, model, f'{name}.{child}')
+               for child, _ in model.get_submodule(name).named_children())
+
+
+def params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int = 1000,
+            cfg_options: Optional[dict] = None) -> dict:
+    cfg = load_config(library_config_path(config), cfg_options)
+    model = build_model(cfg)
+    scope = cfg.default_scope
+    shape = tuple(shape or DEFAULT_SHAPES[scope])
+    inputs, data_samples = synthetic_batch(model, scope, shape)
+    two_stage = getattr(model, 'with_rpn', False) and getattr(model, 'with_roi_head', False)
+    if scope == 'mmdet' and two_stage:
+        run = two_stage_forward(proposals)
+        forward = (f'backbone, neck, RPN head; RoI head on {proposals} proposals (every bbox '
+                   f'stage on all, every mask stage on the first {MASK_ROIS})')
+    elif scope == 'mmdet':
+        run, forward = (lambda m, x, s: m._forward(x, s)), "the detector's _forward"
+    else:
+        run, forward = (lambda m, x, s: m._forward(x)), 'backbone, neck if any, decode head'
+    counts, missed = count_macs(model, run, inputs, data_samples)
+    if missed:
+        raise RuntimeError(f'ops without a FLOP formula ran: {sorted(missed)}; add one to '
+                           'EXTRA_FORMULAS so the count is complete')
+    macs = total(counts.get('')) // 2
+    attention = outermost_attention(model)
+    attention_macs = sum(total(counts.get(name)) for name, _ in attention) // 2
+    product_macs = sum(flops for name, _ in attention
+                       for op, flops in (counts.get(name) or {}).items() if op in PRODUCT_OPS) // 2
+    parts = {name: subtree_total(counts, model, name) // 2 for name, _ in model.named_children()}
+    parts = {name: value for name, value in parts.items() if value}
+    backbone_macs = parts.get('backbone', 0)
+    return dict(
+        config=config if '::' in config else osp.relpath(config),
+        cfg_options=cfg_options or {},
+        task='detection' if scope == 'mmdet' else 'segmentation',
+        shape=list(shape), input_shape=list(inputs.shape[-2:]), forward=forward,
+        gmacs=macs / 1e9, params_m=params(model) / 1e6, macs=macs, params=params(model),
+        backbone=dict(type=type(model.backbone).__name__, gmacs=backbone_macs / 1e9,
+                      params_m=params(model.backbone) / 1e6, share=backbone_macs / macs,
+                      macs=backbone_macs, params=params(model.backbone)),
+        attention=dict(modules=sorted({kind for _, kind in attention}), count=len(attention),
+                       gmacs=attention_macs / 1e9, share=attention_macs / macs,
+                       products_gmacs=product_macs / 1e9, products_share=product_macs / macs,
+                       macs=attention_macs, products_macs=product_macs),
+        parts_gmacs={name: value / 1e9 for name, value in parts.items()},
+        torch=torch.__version__, date=datetime.date.today().isoformat())
+
+
+def describe(report: dict) -> str:
+    backbone, attention = report['backbone'], report['attention']
+    lines = [
+        f"{report['config']}  ({report['task']}, input {report['input_shape'][0]}x"
+        f"{report['input_shape'][1]} from --shape {report['shape'][0]} {report['shape'][1]})",
+        f"  forward: {report['forward']}",
+        f"  whole model   {report['gmacs']:8.1f} GMACs  {report['params_m']:7.2f} M params",
+        f"  backbone      {backbone['gmacs']:8.1f} GMACs  {backbone['params_m']:7.2f} M params  "
+        f"({100 * backbone['share']:.1f}% of the MACs, {backbone['type']})",
+        f"  attention     {attention['gmacs']:8.1f} GMACs  ({100 * attention['share']:.1f}%; "
+        f"{attention['count']} x {', '.join(attention['modules']) or 'none'})",
+        f"    q·kᵀ, attn·v {attention['products_gmacs']:7.1f} GMACs  "
+        f"({100 * attention['products_share']:.1f}%)",
+        '  by part: ' + ', '.join(f'{name} {value:.1f}' for name, value in
+                                  report['parts_gmacs'].items()),
+    ]
+    return '\n'.join(lines)
+
+
+def add_to_json(path: str, report: dict) -> None:
+    """Adds ``report`` to the list in ``path``, replacing an earlier one of the same config, shape
+    and options."""
+    results = []
+    if osp.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+
+    def key(entry):
+        return entry['config'], entry['shape'], entry.get('cfg_options', {})
+    results = [entry for entry in results if key(entry) != key(report)] + [report]
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(results, f, indent=1)
+        f.write('\n')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = measure(args.config, args.shape, args.proposals, args.cfg_options)
+    print(describe(report))
+    if args.out:
+        add_to_json(args.out, report)
+        print(f'written to {args.out}')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
