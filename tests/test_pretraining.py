@@ -7,10 +7,7 @@ import copy
 import glob
 import json
 import math
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -34,17 +31,7 @@ S4_WIDTH = {0: 768, 1: 768, 2: 1024, 3: 1536, 4: 1536}
 TOY_MIN_TOP1 = 50.0
 
 
-# OpenMP threads that sleep when idle instead of spinning: with spinning, a training run on 2 cores
-# next to any other busy process ran 13-27x slower (measured); alone it makes no difference.
-TOOL_ENV = dict(os.environ, OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'))
-
-
-def run_tool(*args, check=True, timeout=900):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=timeout, env=TOOL_ENV)
-    if check:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+from test_tools import TOOL_ENV, run_tool  # noqa: F401  (one way to run the tools, OpenMP passive)
 
 
 @pytest.fixture(scope='module')
