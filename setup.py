@@ -10,5 +10,6 @@ setup(
     packages=find_packages(include=['mmcoatnet', 'mmcoatnet.*']),
     python_requires='>=3.9',
     install_requires=install_requires,
-    extras_require={'det': ['mmdet==3.3.0'], 'seg': ['mmsegmentation==1.2.2']},
+    extras_require={'det': ['mmdet==3.3.0'], 'seg': ['mmsegmentation==1.2.2'],
+                    'deploy': ['onnx==1.23.2', 'onnxruntime==1.31.1']},
 )

@@ -37,6 +37,16 @@ def load_config(path: str, cfg_options: Optional[dict] = None):
     return cfg
 
 
+def parse_size(text: str):
+    """An ``HxW`` command-line size (e.g. 333x517) as (H, W), for argparse's ``type=``."""
+    import argparse
+    try:
+        height, width = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'a size is HxW, e.g. 333x517, got {text!r}')
+    return height, width
+
+
 def set_work_dir(cfg, config_path: str, work_dir: Optional[str] = None) -> None:
     """``work_dir`` (from --work-dir), else the config's own, else ./work_dirs/<config name>."""
     if work_dir is not None:

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from mmcoatnet.models.reference import index_gathered_bias
-from mmcoatnet.models.rel_pos import (gather_relative_bias, relative_bias_rows_keys_reversed,
-                                      relative_position_index, resize_bias_table, reverse_key_rows,
-                                      table_size, toeplitz_blocks)
+from mmcoatnet.models.rel_pos import (gather_relative_bias, gather_relative_bias_by_offsets,
+                                      interpolate_bias_table, offset_index,
+                                      relative_bias_rows_keys_reversed, relative_position_index,
+                                      resize_bias_table, reverse_key_rows, table_size,
+                                      toeplitz_blocks)
 
 SIZES = [(14, 14), (7, 7), (3, 5), (5, 3), (1, 4), (1, 1)]
 
@@ -28,11 +30,33 @@ def test_index_entries_are_offsets(size):
             assert index[i, j] == (dy + h - 1) * cols + (dx + w - 1)
 
 
+@pytest.mark.parametrize('gather', [gather_relative_bias, gather_relative_bias_by_offsets],
+                         ids=['eager', 'export'])
 @pytest.mark.parametrize('size', SIZES)
-def test_gather_equals_index_gather_bitwise(size):
+def test_gather_equals_index_gather_bitwise(size, gather):
     torch.manual_seed(0)
     table = torch.randn(3, *table_size(size))
-    assert torch.equal(gather_relative_bias(table, size), index_gathered_bias(table, size))
+    assert torch.equal(gather(table, size), index_gathered_bias(table, size))
+
+
+def test_offset_index_along_one_axis():
+    assert offset_index(3).tolist() == [[2, 1, 0], [3, 2, 1], [4, 3, 2]]
+
+
+def test_traced_resize_and_gather_follow_the_run_time_size():
+    """Traced once (sizes taken from a map's shape are then graph values), run at other sizes: the
+    export path's bias equals the reference's for each, so no size was baked into the trace."""
+    torch.manual_seed(0)
+    table = torch.randn(2, *table_size((7, 7)))
+
+    def bias_for(feature_map):
+        size = feature_map.shape[-2:]
+        return gather_relative_bias_by_offsets(interpolate_bias_table(table, size), size)
+
+    traced = torch.jit.trace(bias_for, torch.zeros(1, 7, 7), check_trace=False)
+    for size in [(7, 7), (3, 5), (9, 4), (1, 1)]:
+        expected = index_gathered_bias(resize_bias_table(table, size), size)
+        torch.testing.assert_close(traced(torch.zeros(1, *size)), expected, atol=1e-6, rtol=0)
 
 
 def test_gather_rejects_a_table_of_another_size():

@@ -29,6 +29,13 @@ def test_padding_mask_marks_exactly_the_padding():
     assert torch.equal(mask, ~token_is_real)
 
 
+def test_padding_mask_always_for_traced_graphs():
+    # a map that the windows tile still gets a mask (all False) when asked: a traced graph serves
+    # sizes that the windows do not tile
+    mask = window_padding_mask(2, (10, 15), (5, 5), always=True)
+    assert mask.shape == (12, 25) and not mask.any()
+
+
 def test_window_size_defaults_to_the_pretraining_size():
     assert as_window_size(None, (14, 14)) == (14, 14)
     assert as_window_size(7, (14, 14)) == (7, 7)

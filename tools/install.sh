@@ -55,6 +55,11 @@ step "mmdet, mmsegmentation, mmpretrain (with ftfy, regex that mmseg imports), t
     "${PIP[@]}" mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex \
     pytest timm "setuptools<81" "torch===2.13.0" torchvision==0.28.0 mmcv==2.1.0 -r requirements.txt
 step "mmcoatnet (editable)" "${PIP[@]}" --no-build-isolation --no-deps -e .
+step "deployment extra (onnx, onnxruntime: tools/deployment/)" "${PIP[@]}" --no-build-isolation -e ".[deploy]"
+# mmdeploy pins protobuf<=3.20.2, which onnx excludes: it gets a directory of its own, which
+# mmcoatnet/mmdeploy_support.py puts on sys.path (pip check does not see it)
+step "mmdeploy==1.3.1 into $VENV/mmdeploy-site" "${PIP[@]}" --no-deps --upgrade \
+    --target "$VENV/mmdeploy-site" mmdeploy==1.3.1 aenum multiprocess dill
 step "import check" "$VENV/bin/python" -c \
     "import torchvision.ops, mmcv.ops, mmdet, mmseg, mmpretrain, mmcoatnet; torchvision.ops.nms"
 step "dependency check" "$VENV/bin/python" -m pip check

@@ -10,8 +10,24 @@ import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
 
 from .archs import TransformerOptions
-from .rel_pos import (Size, gather_relative_bias, log_relative_coords, relative_bias_rows_keys_reversed,
-                      resize_bias_table, reverse_key_rows, table_size, toeplitz_blocks)
+from .rel_pos import (Size, gather_relative_bias, gather_relative_bias_by_offsets,
+                      interpolate_bias_table, log_relative_coords, padded_flat_offset_indices,
+                      relative_bias_rows_keys_reversed, resize_bias_table, reverse_key_rows,
+                      table_size, toeplitz_blocks)
+
+
+def exporting() -> bool:
+    """Whether the model is being traced (torch.jit.trace, torch.onnx's TorchScript exporter): sizes
+    are then graph values, and anything turned into a Python int or tested would be baked in."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def symbolic_or_int_size(feat_size: Size) -> Size:
+    """(H, W) as Python ints, except under torch.compile: there int() would turn symbolic sizes
+    into constants, one recompilation per feature size."""
+    if torch.compiler.is_compiling():
+        return tuple(feat_size)
+    return int(feat_size[0]), int(feat_size[1])
 
 
 class CachedBiasProvider(nn.Module):
@@ -36,8 +52,14 @@ class CachedBiasProvider(nn.Module):
     def table_for(self, feat_size: Size) -> torch.Tensor:
         raise NotImplementedError
 
+    def table_in_graph(self, feat_size: Size) -> torch.Tensor:
+        """``table_for`` with no size test or cache: traceable with graph-valued sizes."""
+        return self.table_for(feat_size)
+
     def _cache_entry(self, feat_size: Size) -> Optional[dict]:
         """The cache slot for this size, or None when caching is not allowed now."""
+        if torch.compiler.is_compiling():  # a size in a dict key would specialise the graph on it
+            return None
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if self.training or needs_grad:
             self._cache.clear()
@@ -53,12 +75,12 @@ class CachedBiasProvider(nn.Module):
         return entry
 
     def table_at(self, feat_size: Size) -> torch.Tensor:
-        feat_size = (int(feat_size[0]), int(feat_size[1]))
+        feat_size = symbolic_or_int_size(feat_size)
         entry = self._cache_entry(feat_size)
         return self.table_for(feat_size) if entry is None else entry['table']
 
     def forward(self, feat_size: Size) -> torch.Tensor:
-        feat_size = (int(feat_size[0]), int(feat_size[1]))
+        feat_size = symbolic_or_int_size(feat_size)
         entry = self._cache_entry(feat_size)
         if entry is None:
             return gather_relative_bias(self.table_for(feat_size), feat_size)
@@ -84,6 +106,9 @@ class RelativePositionBias(CachedBiasProvider):
 
     def table_for(self, feat_size: Size) -> torch.Tensor:
         return resize_bias_table(self.table, feat_size)
+
+    def table_in_graph(self, feat_size: Size) -> torch.Tensor:
+        return interpolate_bias_table(self.table, feat_size)
 
     def extra_repr(self) -> str:
         return f'num_heads={self.num_heads}, pretrain_feat_size={self.pretrain_feat_size}'
@@ -189,16 +214,27 @@ def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
 
 ATTENTION_IMPLS = ('auto', 'flex')
-ATTENTION_KERNELS = ('flex', 'chunked', 'whole-bias')
+ATTENTION_KERNELS = ('flex', 'chunked', 'whole-bias', 'traced')
 _compiled_flex_attention = None
+FLEX_BLOCK_TOKENS = 128  # FlexAttention's default block size
+
+
+def flex_token_bucket(tokens: int) -> int:
+    """The token count FlexAttention runs at: the next power of two, at least one block."""
+    return max(FLEX_BLOCK_TOKENS, 1 << (tokens - 1).bit_length())
 
 
 def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     """Attention whose bias is read from the (heads, 2H-1, 2W-1) table inside the kernel
     (FlexAttention's ``score_mod``, compiled): no N x N bias exists, and where FlexAttention has a
-    backward (GPUs, not CPUs) gradients reach the table through it. Each new feature size compiles
-    once."""
+    backward (GPUs, not CPUs) gradients reach the table through it.
+
+    The kernel compiles once per token bucket (:func:`flex_token_bucket`), not per feature size:
+    tokens are padded to the bucket, padded keys masked out (-inf) and padded queries dropped, and
+    the sizes reach the score_mod only as tensors of bucket shapes, since a Python int there would
+    be a constant of the compiled kernel. dynamic=True would need no padding, but torch 2.13's CPU
+    FlexAttention template fails to build with symbolic lengths (C++ error, 'cur_qSplitSize3')."""
     global _compiled_flex_attention
     try:
         from torch.nn.attention.flex_attention import flex_attention
@@ -207,14 +243,18 @@ def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            f'torch {torch.__version__} lacks; use attention_impl="auto"') from error
     if _compiled_flex_attention is None:
         _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
-    height, width = feat_size
+    tokens = int(q.shape[-2])  # inside a compiled model this specialises it on the size
+    padded = flex_token_bucket(tokens)
+    q, k, v = (F.pad(t, (0, 0, 0, padded - tokens)) for t in (q, k, v))
+    query_index, key_index = padded_flat_offset_indices(feat_size, padded, q.device)
+    flat_table = F.pad(table.flatten(1), (0, 4 * padded - table[0].numel()))  # (2H-1)(2W-1) < 4HW
+    valid_keys = torch.tensor(tokens, device=q.device)
 
     def add_relative_bias(score, batch, head, query, key):
-        dy = query // width - key // width + height - 1
-        dx = query % width - key % width + width - 1
-        return score + table[head, dy, dx]
+        bias = flat_table[head, query_index[query] - key_index[key]]
+        return torch.where(key < valid_keys, score + bias, float('-inf'))
 
-    return _compiled_flex_attention(q, k, v, score_mod=add_relative_bias)
+    return _compiled_flex_attention(q, k, v, score_mod=add_relative_bias)[:, :, :tokens]
 
 
 class RelativeAttention(nn.Module):
@@ -247,6 +287,13 @@ class RelativeAttention(nn.Module):
         self.qkv = nn.Linear(in_channels, 3 * attn_channels, bias=qkv_bias)
         self.rel_pos = rel_pos
         self.proj = nn.Linear(attn_channels, out_channels, bias=qkv_bias)
+        # the device type kernels are chosen for (None: the input's); tests set 'cuda' to run the
+        # GPU branches on the CPU
+        self.kernel_device_type: Optional[str] = None
+
+    def kernel_device(self, x: torch.Tensor) -> torch.device:
+        """The device the kernel choices are made for: ``kernel_device_type`` if set, else x's."""
+        return x.device if self.kernel_device_type is None else torch.device(self.kernel_device_type)
 
     def rows_per_chunk(self, batch: int, feat_size: Size) -> int:
         """Map rows of queries whose bias and scores (batch x heads x rows*W x N) fit the budget.
@@ -259,8 +306,11 @@ class RelativeAttention(nn.Module):
 
     def choose_kernel(self, batch: int, feat_size: Size, device: torch.device,
                       masked: bool) -> str:
-        """Which kernel runs this input: 'flex', 'chunked' or 'whole-bias' (see the class doc).
+        """Which kernel runs this input: 'flex', 'chunked', 'whole-bias' (see the class doc), or
+        'traced' while exporting (:func:`exporting`), whatever the size.
         ``masked``: a key padding mask comes with it, which only the whole bias takes."""
+        if exporting():
+            return 'traced'
         if masked:
             return 'whole-bias'
         # FlexAttention has no CPU backward: CPU training falls back to the other kernels
@@ -280,7 +330,8 @@ class RelativeAttention(nn.Module):
         """Queries in chunks of map rows within the bias budget, recomputed in backward in training."""
         recompute = self.training and torch.is_grad_enabled()
         return chunked_relative_attention(q, k, v, self.rel_pos.table_at(feat_size), feat_size,
-                                          self.rows_per_chunk(q.shape[0], feat_size), recompute)
+                                          self.rows_per_chunk(q.shape[0], feat_size), recompute,
+                                          explicit_softmax_by_default(self.kernel_device(q)))
 
     def attend_whole_bias(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           feat_size: Size,
@@ -293,6 +344,16 @@ class RelativeAttention(nn.Module):
             mask = mask + hidden[:, None, None, :]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
+    def attend_traced(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, feat_size: Size,
+                      key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """For export: the whole bias resized and gathered from the sizes as graph values, then an
+        explicit softmax (plain ONNX ops from opset 11 on, where SDPA's export needs opset 14)."""
+        bias = gather_relative_bias_by_offsets(self.rel_pos.table_in_graph(feat_size), feat_size)
+        scores = torch.matmul(q * self.head_dim ** -0.5, k.transpose(-2, -1)) + bias.to(q.dtype)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float('-inf'))
+        return torch.matmul(scores.softmax(dim=-1), v)
+
     def forward(self, x: torch.Tensor,
                 key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``key_padding_mask``: optional (B, H*W) bool, True where a token is padding that no
@@ -301,8 +362,11 @@ class RelativeAttention(nn.Module):
         feat_size = (height, width)
         qkv = self.qkv(x).view(batch, height * width, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
-        kernel = self.choose_kernel(batch, feat_size, x.device, key_padding_mask is not None)
-        if kernel == 'flex':
+        kernel = self.choose_kernel(batch, feat_size, self.kernel_device(x),
+                                    key_padding_mask is not None)
+        if kernel == 'traced':
+            out = self.attend_traced(q, k, v, feat_size, key_padding_mask)
+        elif kernel == 'flex':
             out = self.attend_flex(q, k, v, feat_size)
         elif kernel == 'chunked':
             out = self.attend_chunked(q, k, v, feat_size)

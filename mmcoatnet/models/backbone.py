@@ -58,7 +58,7 @@ class CoAtNet(BaseModule):
         attention_impl: 'auto' (default): scaled_dot_product_attention, with the bias in row
             chunks at large sizes. 'flex': global attention through compiled FlexAttention, which
             reads the bias from the table inside the kernel (no N x N bias); it compiles once per
-            feature size.
+            power-of-two token bucket, not per feature size.
         init_cfg: mmengine initialisation config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
     """
 

@@ -12,7 +12,7 @@ from mmcv.cnn.bricks import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .archs import ConvOptions, TransformerOptions
-from .attention import RelativeAttention, build_bias_provider
+from .attention import RelativeAttention, build_bias_provider, exporting
 from .norm_act import norm_act
 from .rel_pos import Size
 from .windows import window_padding_mask, window_partition, window_unpartition
@@ -145,8 +145,15 @@ class MBConv(nn.Module):
         return shortcut + self.drop_path(self.conv3_1x1(x))
 
 
+def dense_when_compiling(x: torch.Tensor) -> torch.Tensor:
+    """``x``, or a contiguous copy under torch.compile, where inductor fails (ValueRangeError) on
+    the strides of permuted channels-last maps whose H and W are symbolic (dynamic shapes)."""
+    return x.contiguous() if torch.compiler.is_compiling() else x
+
+
 def pool_channels_last(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    pooled = pool(dense_when_compiling(x.permute(0, 3, 1, 2)))
+    return dense_when_compiling(pooled.permute(0, 2, 3, 1))
 
 
 class LayerScale(nn.Module):
@@ -211,7 +218,8 @@ class TransformerBlock(nn.Module):
         if self.window_size is None:
             return self.attn(y)
         feat_size = y.shape[1:3]
-        mask = window_padding_mask(y.shape[0], feat_size, self.window_size, y.device)
+        mask = window_padding_mask(y.shape[0], feat_size, self.window_size, y.device,
+                                   always=exporting())
         out = self.attn(window_partition(y, self.window_size), key_padding_mask=mask)
         return window_unpartition(out, feat_size)
 
@@ -255,7 +263,7 @@ class CoAtNetStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
-            x = x.permute(0, 2, 3, 1)
+            x = dense_when_compiling(x.permute(0, 2, 3, 1))
         for block in self.blocks:
             if self.with_cp and self.training and torch.is_grad_enabled():
                 x = cp.checkpoint(block, x, use_reentrant=False, context_fn=functools.partial(
@@ -263,5 +271,6 @@ class CoAtNetStage(nn.Module):
             else:
                 x = block(x)
         if self.channels_last:
-            x = x.permute(0, 3, 1, 2)  # NCHW in channels-last memory format, no copy
+            # eager: NCHW in channels-last memory format, no copy
+            x = dense_when_compiling(x.permute(0, 3, 1, 2))
         return x

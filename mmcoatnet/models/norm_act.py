@@ -70,8 +70,11 @@ class _BatchNormActivation(torch.autograd.Function):
 
 def _fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
     activation_ok = type(act) in _ACTIVATIONS and getattr(act, 'approximate', 'none') == 'none'
+    # not under torch.compile: its partitioner recomputes the norm itself, and dynamo fails to
+    # trace this Function's backward with dynamic sizes
     return (type(norm) is nn.BatchNorm2d and norm.training and norm.affine and activation_ok
-            and x.dtype == torch.float32 and torch.is_grad_enabled())
+            and x.dtype == torch.float32 and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling())
 
 
 def norm_act(norm: nn.Module, act: nn.Module, x: torch.Tensor,

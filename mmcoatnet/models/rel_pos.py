@@ -35,11 +35,17 @@ def resize_bias_table(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     Returns ``table`` itself when the size already fits, so the pre-training size stays exact.
     Interpolates in float32 (bicubic in half precision loses the small bias values).
     """
-    target = table_size(feat_size)
-    if tuple(table.shape[-2:]) == target:
+    if tuple(table.shape[-2:]) == table_size(feat_size):
         return table
+    return interpolate_bias_table(table, feat_size)
+
+
+def interpolate_bias_table(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """:func:`resize_bias_table` without its shape test: the target is arithmetic on ``feat_size``
+    only, so with traced sizes (0-dim tensors) an exported graph resizes for its run-time size."""
+    h, w = feat_size
     resized = F.interpolate(
-        table.float().unsqueeze(0), size=target, mode='bicubic', align_corners=False)
+        table.float().unsqueeze(0), size=(2 * h - 1, 2 * w - 1), mode='bicubic', align_corners=False)
     return resized.squeeze(0).to(table.dtype)
 
 
@@ -54,6 +60,8 @@ def _check_table_fits(table: torch.Tensor, feat_size: Size):
 def toeplitz_blocks(table: torch.Tensor, width: int) -> torch.Tensor:
     """(heads, W, 2H-1, W) blocks[h, x_q, dy, x_k] = table[h, dy, x_q - x_k + W - 1]: for every
     vertical offset, the W x W bias between two map rows. Small: (2H-1) W^2 per head."""
+    if torch.compiler.is_compiling():  # unfold would make W a constant: one graph per width
+        return table[:, :, offset_index(width).to(table.device)].permute(0, 2, 1, 3).contiguous()
     return table.unfold(-1, width, 1).flip(-1).permute(0, 2, 1, 3).contiguous()
 
 
@@ -100,6 +108,42 @@ def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     column_index = torch.arange(w, device=device)[None, None, :, None]
     bias = blocks[head_index, column_index, dy[None, :, None, :]]  # (heads, y_q, x_q, y_k, x_k)
     return bias.reshape(heads, h * w, h * w)
+
+
+def offset_index(length) -> torch.Tensor:
+    """(L, L) int64 index i - j + L - 1 of the offset between positions i and j along one axis,
+    from arange: ``length`` may be a traced 0-dim tensor, so exported graphs build it at run time."""
+    positions = torch.arange(length)
+    return positions[:, None] - positions[None, :] + (length - 1)
+
+
+def gather_relative_bias_by_offsets(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
+    """(heads, HW, HW) bias, as :func:`gather_relative_bias` gives it, with no size test, view or
+    Python int: traceable with the sizes as graph values (the export path; the eager one takes ints).
+
+    The Toeplitz blocks come from a gather by :func:`offset_index` of the columns; one more gather,
+    by (vertical offset, query column) for every (query row, query column, key row), writes the
+    whole bias in its final layout, with no transposed copy of it."""
+    h, w = feat_size
+    blocks = table[:, :, offset_index(w).to(table.device)]  # (heads, 2H-1, x_q, x_k)
+    query_columns = torch.arange(w, device=table.device)
+    index = offset_index(h).to(table.device)[:, None, :] * w + query_columns[None, :, None]
+    bias = blocks.flatten(1, 2)[:, index]  # (heads, y_q, x_q, y_k, x_k)
+    return bias.flatten(3, 4).flatten(1, 2)
+
+
+def padded_flat_offset_indices(feat_size: Size, padded: int, device=None):
+    """(query_index, key_index), each of ``padded`` >= H*W tokens, such that the flattened table's
+    entry for query i and key j is at ``query_index[i] - key_index[j]``. Tokens past H*W (padding)
+    get indices that stay inside the table (key 0, query at offset zero), so a kernel that reads
+    them for masked-out scores never reads outside it."""
+    height, width = feat_size
+    tokens = height * width
+    positions = torch.arange(tokens, device=device)
+    key_index = (positions // width) * (2 * width - 1) + positions % width
+    zero_offset = (height - 1) * (2 * width - 1) + width - 1
+    query_index = F.pad(key_index + zero_offset, (0, padded - tokens), value=zero_offset)
+    return query_index, F.pad(key_index, (0, padded - tokens))
 
 
 def log_relative_coords(feat_size: Size, device=None, dtype=None) -> torch.Tensor:

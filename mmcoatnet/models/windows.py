@@ -11,7 +11,7 @@ from .rel_pos import Size
 
 def window_grid(feat_size: Size, window_size: Size) -> Size:
     """How many windows cover an H x W map along each side (the last ones partly padding)."""
-    return tuple(-(-s // w) for s, w in zip(feat_size, window_size))
+    return tuple((s + w - 1) // w for s, w in zip(feat_size, window_size))
 
 
 def window_partition(x: torch.Tensor, window_size: Size) -> torch.Tensor:
@@ -34,15 +34,17 @@ def window_unpartition(windows: torch.Tensor, feat_size: Size) -> torch.Tensor:
     return x[:, :height, :width].contiguous()
 
 
-def window_padding_mask(batch: int, feat_size: Size, window_size: Size,
-                        device=None) -> Optional[torch.Tensor]:
-    """(B * windows, wh * ww) bool, True at padded tokens; None when the windows tile the map."""
+def window_padding_mask(batch: int, feat_size: Size, window_size: Size, device=None,
+                        always: bool = False) -> Optional[torch.Tensor]:
+    """(B * windows, wh * ww) bool, True at padded tokens; None when the windows tile the map,
+    unless ``always`` (traced graphs: whether they tile is known only at run time)."""
     rows, cols = window_grid(feat_size, window_size)
     wh, ww = window_size
-    if rows * wh == feat_size[0] and cols * ww == feat_size[1]:
+    if not always and rows * wh == feat_size[0] and cols * ww == feat_size[1]:
         return None
-    valid = torch.ones(1, feat_size[0], feat_size[1], 1, dtype=torch.bool, device=device)
-    padded = ~window_partition(valid, window_size).flatten(1)  # (windows, wh * ww)
+    # float, not bool: ONNX's Pad before opset 13 takes no bool tensors
+    valid = torch.ones(1, feat_size[0], feat_size[1], 1, device=device)
+    padded = window_partition(valid, window_size).flatten(1) == 0  # (windows, wh * ww)
     return padded.repeat(batch, 1)
 
 
