@@ -48,6 +48,8 @@ def build_config(args) -> Config:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
+    if cfg.get('compile'):  # mmengine's switch compiles train_step, optimizer step included
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='EagerOptimizerStepHook')]
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
