@@ -3,6 +3,8 @@
     python tools/analysis_tools/train_memory.py CONFIG [--shape H W] [--batch 2] [--amp]
         [--iters 4] [--device cuda|cpu] [--out work_dirs/train_memory/NAME.json]
         [--cfg-options K=V ...]
+    python tools/analysis_tools/train_memory.py CONFIG --simulate cuda [--amp] [--shape H W]
+        [--batch 2] [--out ...]
 
 The question it answers: does this config train at this input size and batch on this machine? It
 builds the config's model and optimizer wrapper (with ``--amp``, mmengine's AmpOptimWrapper in
@@ -14,13 +16,25 @@ No dataset and no pretrained weights are read: the figures depend on shapes, not
 Peak memory covers every iteration, optimizer states included: on a GPU
 ``torch.cuda.max_memory_allocated`` (tensors) and ``max_memory_reserved`` (what the caching
 allocator holds, the figure that must fit on the card); on the CPU, peak RSS less the RSS after
-imports, with glibc told to serve every allocation of 1 MiB or more by mmap, so that freed maps
-leave the process at once and the peak is the live one (with glibc's defaults, the heap it keeps
+imports (the model library's included), with glibc told to serve every allocation of 1 MiB or
+more by mmap, so that freed maps leave the process at once and the peak is the live one (with
+glibc's defaults, the heap it keeps
 adds about 6 GiB to Mask R-CNN CoAtNet-1's 11 GiB at 800x1333; the price is slower CPU
 iterations). Time is the median iteration after the first. Results print and are written as JSON.
+
+``--simulate cuda`` estimates a GPU's figures without a GPU and without running the arithmetic:
+two training steps on fake tensors (shapes, no data; ``mmcoatnet/simulation.py``) counted by
+torch's MemTracker, as a GPU runs them (attention kernels chosen for CUDA, the memory-efficient
+SDPA kernel, CUDA's autocast policy with ``--amp``), once as configured and once with
+``model.backbone.with_cp=True`` (``--skip-with-cp``: once). It reports the peak split into
+parameters, gradients, optimizer state and activations, adds the margin for what a real CUDA run
+holds beyond its tensors (``CUDA_MARGIN_*``), and names the smallest common card that fits.
+``--simulate cpu`` counts the CPU's own float32 step the same way, to check the counting against a
+real CPU run.
 """
 import argparse
 import ctypes
+import importlib
 import json
 import os
 import os.path as osp
@@ -36,6 +50,16 @@ from mmcoatnet.tool_support import (add_cfg_options_argument, current_rss_bytes,
                                     load_config, peak_rss_bytes, refuse_amp_without_gpu,
                                     use_amp_optim_wrapper)
 
+SIMULATION_TARGETS = ('cuda', 'cpu')
+# What a real CUDA run holds beyond its tensors' peak (the simulated figure), added before
+# comparing with a card: the caching allocator's rounding and fragmentation (reserved over
+# allocated), as a fraction of the peak, and a fixed part for the CUDA context (about 300-400 MB
+# with lazy module loading, pytorch/pytorch#107667 and #109888) and cuBLAS / cuDNN workspaces.
+CUDA_MARGIN_FRACTION = 0.20
+CUDA_MARGIN_FIXED_BYTES = 1 << 30
+# cards as sold, in decimal GB: each holds a little more than this (a 16 GB V100 reports 15.8 GiB)
+CARD_SIZES_GB = (16, 24, 40, 80)
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Peak memory and time of training iterations')
@@ -48,14 +72,23 @@ def parse_args(argv=None):
     parser.add_argument('--device', default=default_device())
     parser.add_argument('--instances', type=int, default=20, help='objects per image (mmdet)')
     parser.add_argument('--out', help="JSON path (default work_dirs/train_memory/<config>.json)")
+    parser.add_argument('--simulate', choices=SIMULATION_TARGETS,
+                        help="estimate the memory of a training step on this device type by "
+                        "simulation, without a GPU: 'cuda' as a GPU runs it, 'cpu' to check "
+                        "the counting against a real CPU run")
+    parser.add_argument('--skip-with-cp', action='store_true',
+                        help='simulate the config as given only, not also with with_cp')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if args.iters < 2:
         parser.error('--iters must be at least 2: the first iteration is not timed')
     if min(args.shape) < 32 or args.batch < 1:
         parser.error('--shape needs sides of at least 32 and --batch at least 1')
-    if args.amp:
-        refuse_amp_without_gpu(args.device, instead='measure', fail=parser.error)
+    if args.amp and args.simulate == 'cpu':
+        parser.error('--simulate cpu checks the float32 CPU step; for AMP use --simulate cuda')
+    if args.amp and not args.simulate:
+        refuse_amp_without_gpu(args.device, instead='measure (or add --simulate cuda)',
+                               fail=parser.error)
     return args
 
 
@@ -136,12 +169,13 @@ def measure(args) -> dict:
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
     freed_memory_returned = not cuda and return_freed_memory_at_once()
-    rss_after_imports = current_rss_bytes()
     MMLogger.get_instance('train_memory', log_level='WARNING')  # not the per-parameter lr lines
     cfg = load_config(args.config, args.cfg_options)
     if args.amp:
         use_amp_optim_wrapper(cfg)  # as tools/train.py --amp does
     init_default_scope(cfg.default_scope)
+    importlib.import_module(f'{cfg.default_scope}.models')  # code, not training memory
+    rss_after_imports = current_rss_bytes()
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)  # weights are not initialised from files: values do not matter
     model = revert_sync_batchnorm(model).to(device).train()  # one process: SyncBN has no group
@@ -176,6 +210,93 @@ def measure(args) -> dict:
     return result
 
 
+def simulate_one(args) -> dict:
+    """The simulated peak of the config as given (:func:`mmcoatnet.simulation.simulate_training_memory`),
+    in bytes by kind. The batch goes through the config's data preprocessor for real first."""
+    from mmengine.logging import MMLogger
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, init_default_scope
+
+    from mmcoatnet.simulation import simulate_training_memory
+
+    MMLogger.get_instance('train_memory', log_level='WARNING')
+    cfg = load_config(args.config, args.cfg_options)
+    amp = args.amp or cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':  # it needs a GPU; autocast stands for it
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        for key in ('dtype', 'loss_scale'):
+            cfg.optim_wrapper.pop(key, None)
+    init_default_scope(cfg.default_scope)
+    preprocessor = MODELS.build(cfg.model.data_preprocessor)
+    batch = preprocessor(synthetic_batch(cfg, args), True)
+    params = []
+
+    def build_model():
+        model = revert_sync_batchnorm(MODELS.build(cfg.model)).train()
+        params.append(sum(p.numel() for p in model.parameters()))
+        return model
+
+    start = time.perf_counter()
+    peak = simulate_training_memory(build_model,
+                                    lambda model: build_optim_wrapper(model, cfg.optim_wrapper),
+                                    batch, target=args.simulate,
+                                    amp_dtype=torch.float16 if amp else None)
+    return dict(peak=peak, amp=amp, params=params[0], seconds=time.perf_counter() - start)
+
+
+def smallest_card_gb(needed_bytes: int):
+    return next((size for size in CARD_SIZES_GB if needed_bytes <= size * 10 ** 9), None)
+
+
+def simulate(args) -> dict:
+    """The simulated peak as configured and with ``with_cp``."""
+    runs = {}
+    variants = {'default': {}, 'with_cp': {'model.backbone.with_cp': True}}
+    if args.skip_with_cp:
+        variants.pop('with_cp')
+    for name, options in variants.items():
+        runs[name] = simulate_one(argparse.Namespace(
+            **{**vars(args), 'cfg_options': {**(args.cfg_options or {}), **options}}))
+    result = dict(config=osp.relpath(args.config), shape=list(args.shape), batch=args.batch,
+                  amp=runs['default']['amp'], cfg_options=args.cfg_options or {},
+                  simulate=args.simulate, params=runs['default']['params'],
+                  torch=torch.__version__, instances=args.instances,
+                  peak_bytes={name: run['peak'] for name, run in runs.items()},
+                  seconds={name: run['seconds'] for name, run in runs.items()})
+    if args.simulate == 'cuda':
+        needed = {name: int(run['peak']['total'] * (1 + CUDA_MARGIN_FRACTION))
+                  + CUDA_MARGIN_FIXED_BYTES for name, run in runs.items()}
+        result.update(margin=dict(fraction=CUDA_MARGIN_FRACTION,
+                                  fixed_bytes=CUDA_MARGIN_FIXED_BYTES),
+                      needed_bytes=needed,
+                      smallest_card_gb={name: smallest_card_gb(n) for name, n in needed.items()})
+    return result
+
+
+def simulation_summary(result: dict) -> str:
+    shape = 'x'.join(map(str, result['shape']))
+    precision = 'AMP float16' if result['amp'] else 'float32'
+    lines = [f'{result["config"]}: batch {result["batch"]} of {shape}, {precision}, simulated '
+             f'for {result["simulate"]} (no arithmetic run)',
+             f'  {"backbone":<10} {"peak GiB":>9} {"params":>7} {"grads":>7} {"optim":>7} '
+             f'{"activ.":>7}' + (f' {"+margin":>8}  card' if 'needed_bytes' in result else '')]
+    for name, peak in result['peak_bytes'].items():
+        line = (f'  {name:<10} {gib(peak["total"]):>9} {gib(peak["parameters"]):>7} '
+                f'{gib(peak["gradients"]):>7} {gib(peak["optimizer_state"]):>7} '
+                f'{gib(peak["activations"]):>7}')
+        if 'needed_bytes' in result:
+            card = result['smallest_card_gb'][name]
+            line += f' {gib(result["needed_bytes"][name]):>8}  ' + (f'{card} GB' if card
+                                                                   else 'over 80 GB')
+        lines.append(line)
+    if 'margin' in result:
+        lines.append(f'  margin: +{result["margin"]["fraction"]:.0%} of the peak + '
+                     f'{gib(result["margin"]["fixed_bytes"])} GiB (allocator, CUDA context, '
+                     'workspaces); cards in decimal GB')
+    return '\n'.join(lines)
+
+
 def summary(result: dict) -> str:
     shape = 'x'.join(map(str, result['shape']))
     precision = 'AMP float16' if result['amp'] else 'float32'
@@ -196,6 +317,8 @@ def summary(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.simulate:
+        return write_simulation(args, simulate(args))
     result = measure(args)
     bad = [loss for loss in result['losses'] if not np.isfinite(loss)]
     print(summary(result))
@@ -208,6 +331,18 @@ def main(argv=None) -> int:
     if bad:
         print(f'error: non-finite losses {bad}', file=sys.stderr)
         return 1
+    return 0
+
+
+def write_simulation(args, result: dict) -> int:
+    print(simulation_summary(result))
+    out = args.out or osp.join('work_dirs', 'train_memory', osp.splitext(
+        osp.basename(args.config))[0] + f'_simulated_{args.simulate}' + ('_amp' if args.amp else '')
+        + '.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(result, f, indent=1)
+    print(f'written to {out}')
     return 0
 
 
