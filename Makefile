@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-seg toy-data benchmark clean-venv
+.PHONY: install test demo demo-seg demo-transfer toy-data benchmark clean-venv
 
 install:
 	@bash tools/install.sh
@@ -18,6 +18,11 @@ demo: install
 
 demo-seg: install
 	PYTHON=$(PYTHON) bash tools/demo.sh seg
+
+# pre-train on toy classification (mmpretrain), fine-tune Mask R-CNN and UperNet from it and from
+# scratch, compare; 28 minutes measured on 2 CPU cores
+demo-transfer: install
+	PYTHON=$(PYTHON) bash tools/demo.sh transfer
 
 toy-data: install
 	$(PYTHON) tools/make_toy_data.py --out data

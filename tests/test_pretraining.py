@@ -262,14 +262,74 @@ train_cfg = dict(max_epochs=1, val_interval=1)
     assert math.isfinite(step['loss']) and 0 <= val['accuracy/top1'] <= 100
 
 
-def test_toy_pretraining_beats_chance(tmp_path, toy_cls):
-    work_dir = tmp_path / 'work'
+@pytest.fixture(scope='module')
+def toy_pretraining(tmp_path_factory, toy_cls):
+    """The toy pre-training run (configs/toy/coatnet-pico_toy-cls.py) on the toy set: its work dir."""
+    work_dir = tmp_path_factory.mktemp('toy_pretraining')
     data = [f'{split}_dataloader.dataset.data_root={toy_cls}' for split in ('train', 'val', 'test')]
     run_tool('tools/train.py', TOY_CLS, '--work-dir', str(work_dir), '--cfg-options', *data)
-    steps, vals = train_records(work_dir)
+    return work_dir
+
+
+def test_toy_pretraining_beats_chance(toy_pretraining):
+    steps, vals = train_records(toy_pretraining)
     assert steps and all(math.isfinite(r['loss']) for r in steps)
     top1 = vals[-1]['accuracy/top1']
     assert top1 >= TOY_MIN_TOP1, [r['accuracy/top1'] for r in vals]
+
+
+TRANSFER = osp.join(ROOT, 'configs', 'toy', 'transfer')
+
+
+@pytest.mark.parametrize('name, scope', [('mask-rcnn_coatnet-pico_fpn_toy-finetune.py', 'mmdet'),
+                                         ('upernet_coatnet-pico_toy-finetune.py', 'mmseg')])
+def test_fine_tuning_configs_start_from_the_classification_checkpoint(toy_pretraining, name,
+                                                                      scope):
+    """make demo-transfer's fine-tuning configs: the detector's or segmentor's backbone is the
+    classifier's, tensor for tensor (the bias tables kept at the 64x64 pre-training size)."""
+    import importlib
+
+    import mmcoatnet  # noqa: F401  (registers CoAtNet and the checkpoint adapter)
+    from mmengine.registry import init_default_scope
+    with open(osp.join(toy_pretraining, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    cfg = Config.fromfile(osp.join(TRANSFER, name))
+    cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': checkpoint})
+    init_default_scope(scope)
+    importlib.import_module(f'{scope}.models')
+    model = importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
+    model.init_weights()
+    from mmcoatnet.checkpoint import read_checkpoint, unwrap_state_dict
+    pretrained = unwrap_state_dict(read_checkpoint(checkpoint), prefix='backbone.')
+    own = model.backbone.state_dict()
+    assert set(own) == set(pretrained)
+    for key, value in own.items():
+        assert torch.equal(value, pretrained[key]), key
+
+
+def test_transfer_report_finds_where_the_pretrained_run_overtakes(tmp_path):
+    """transfer_report.py: each run's final metric, and the first step at which the pre-trained
+    run reaches the scratch run's final value."""
+    def write_run(name, records):
+        run = tmp_path / name / '20260101_000000' / 'vis_data'
+        run.mkdir(parents=True)
+        (run / 'scalars.json').write_text(''.join(json.dumps(r) + '\n' for r in records))
+
+    write_run('seg_scratch', [dict(step=100, mIoU=20.0), dict(step=200, mIoU=30.0)])
+    write_run('seg_pretrained', [dict(step=100, mIoU=31.0), dict(step=200, mIoU=40.0)])
+    box = 'coco/bbox_mAP'
+    write_run('det_scratch', [{'step': 1, box: 0.2}, {'step': 2, box: 0.3}])
+    write_run('det_pretrained', [{'step': 1, box: 0.1}, {'step': 2, box: 0.25}])
+    write_run('pretrain', [dict(step=4, **{'accuracy/top1': 61.0})])
+    out = tmp_path / 'report.json'
+    printed = run_tool('tools/analysis_tools/transfer_report.py', str(tmp_path), '--out', str(out))
+    report = json.loads(out.read_text())
+    rows = {row['metric']: row for row in report['rows']}
+    assert rows['mIoU']['pretrained_reaches_scratch_final_at'] == 100
+    assert rows['mIoU']['fraction_of_budget'] == 0.5
+    assert rows[box]['pretrained_reaches_scratch_final_at'] is None
+    assert report['pretraining_top1'] == 61.0
+    assert 'not within the budget' in printed.stdout
 
 
 # ------------------------------------------------------------------ timm's evaluation configs
