@@ -1,8 +1,9 @@
-# What every CoAtNet backbone base shares; coatnet-<n>-rw.py fill in the architecture, its widths
-# and its converted ImageNet checkpoint (README, "ImageNet-pretrained weights").
-# No custom_imports here: each recipe sets it, since a library base it sits beside may set its own
-# (mmdet's and mmseg's ConvNeXt configs import mmpretrain) and bases may not share a key.
-coatnet_backbone = dict(
+# What every CoAtNet recipe shares, a base of each protocol base (../protocols/); the recipe's
+# coatnet-<n>-rw.py fills in the architecture, its widths and its converted ImageNet checkpoint
+# (README, "ImageNet-pretrained weights").
+# No custom_imports here: each protocol base sets it, since the library base it sits beside may set
+# its own (mmdet's and mmseg's ConvNeXt configs import mmpretrain) and bases may not share a key.
+coatnet_backbone_defaults = dict(
     _delete_=True,  # replaces the base config's ResNet and its torchvision / open-mmlab weights
     type='CoAtNet',
     out_indices=(0, 1, 2, 3),
