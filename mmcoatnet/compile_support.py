@@ -28,12 +28,14 @@ def keep_optimizer_step_eager(optim_wrapper) -> None:
 @HOOKS.register_module()
 class EagerOptimizerStepHook(Hook):
     """:func:`keep_optimizer_step_eager` on the runner's optimizer wrapper before training starts
-    (after mmengine built it); tools/train.py adds it when the config sets ``compile``."""
+    (after mmengine built it), and :func:`sort_symbolic_strides_with_shape_env` for inductor;
+    tools/train.py adds it when the config sets ``compile``."""
 
     priority = 'VERY_HIGH'
 
     def before_train(self, runner) -> None:
         keep_optimizer_step_eager(runner.optim_wrapper)
+        sort_symbolic_strides_with_shape_env()
 
 
 @dataclass
@@ -48,6 +50,33 @@ class CompileCounts:
     def summary(self) -> dict:
         return dict(graphs=self.graphs, recompiles=len(self.recompiles),
                     graph_breaks=sum(self.graph_breaks.values()))
+
+
+def sort_symbolic_strides_with_shape_env() -> None:
+    """Works around pytorch/pytorch#185510 (torch 2.13; fix proposed in pytorch/pytorch#185871):
+    inductor orders a graph output's symbolic strides without its ShapeEnv, so sympy cannot decide
+    e.g. ``(H//16 + 1)**2 < H//16 + 1`` and the compile fails ("cannot determine truth value of
+    Relational"). It failed the toy Mask R-CNN's inductor training, whose first batch is square
+    (H and W one symbol) and whose graph breaks make feature maps graph outputs. Only where the
+    stock ordering fails is it redone with the active graph's ShapeEnv, which compares sizes by
+    their hints; idempotent."""
+    from torch._inductor import ir
+    from torch._inductor.virtualized import V
+    stock = ir.get_fill_order
+    if hasattr(stock, 'stock'):  # already wrapped
+        return
+
+    def get_fill_order(seq, shape_env=None):
+        try:
+            return stock(seq, shape_env)
+        except TypeError:  # sympy's: a relational between symbolic strides has no truth value
+            graph_shape_env = getattr(getattr(V.graph, 'sizevars', None), 'shape_env', None)
+            if shape_env is not None or graph_shape_env is None:
+                raise
+            return stock(seq, graph_shape_env)
+
+    get_fill_order.stock = stock
+    ir.get_fill_order = get_fill_order  # get_stride_order looks it up in ir at every call
 
 
 class _RecompileRecorder(logging.Handler):

@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 
-from mmcoatnet.compile_support import counting_compiles, keep_optimizer_step_eager
+from mmcoatnet.compile_support import (counting_compiles, keep_optimizer_step_eager,
+                                       sort_symbolic_strides_with_shape_env)
 from mmcoatnet.models import CoAtNet
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, flex_token_bucket
 from mmcoatnet.models.reference import ReferenceRelativeAttention
@@ -49,6 +50,40 @@ def test_compiled_backbone_trains_at_varying_sizes_with_bounded_recompiles():
         compiled(torch.randn(2, 3, 31, 64))
 
 
+def test_chunked_attention_runs_eagerly_inside_a_compiled_model_without_recompiling_per_chunk_count():
+    """At detection sizes every S3 layer takes the chunked kernel; compiled, its size-dependent loop
+    would be unrolled and recompiled for every chunk count. It runs eagerly instead (a graph break),
+    so sizes that only change the chunk count compile nothing new, and results match eager."""
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = CoAtNet(arch=dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 64))).train()
+    layers = [m for m in model.modules() if isinstance(m, RelativeAttention)]
+    for layer in layers:  # a budget this small chunks the S3 maps of these sizes
+        layer.max_bias_bytes = 30000
+    compiled = torch.compile(model, backend='aot_eager')
+    s3_layer = layers[0]
+    params = [p for p in model.parameters()]
+    sizes = SIZES + [(192, 160)]
+    new_graphs = []
+    for height, width in sizes:
+        feat_size = (height // 16, width // 16)
+        assert s3_layer.choose_kernel(2, feat_size, torch.device('cpu'), False) == 'chunked'
+        x = torch.randn(2, 3, height, width)
+        with counting_compiles() as counts:
+            got = compiled(x)
+            got_grads = torch.autograd.grad(sum(m.square().mean() for m in got), params)
+        new_graphs.append(counts.graphs)
+        eager = model(x)
+        eager_grads = torch.autograd.grad(sum(m.square().mean() for m in eager), params)
+        for a, b in zip(got + got_grads, eager + eager_grads):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    rows = [s3_layer.rows_per_chunk(2, (h // 16, w // 16)) for h, w in sizes]
+    chunks = [-(-(h // 16) // r) for (h, _), r in zip(sizes, rows)]
+    assert len(set(zip(rows[2:], chunks[2:]))) == 3, (rows, chunks)  # the later sizes chunk anew
+    # the first size compiles, the second recompiles with symbolic sizes, later ones reuse them
+    assert new_graphs[0] > 0 and new_graphs[2:] == [0, 0, 0], (new_graphs, rows, chunks)
+
+
 def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
     pytest.importorskip('torch.nn.attention.flex_attention')
     torch.manual_seed(0)
@@ -63,6 +98,38 @@ def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
     buckets = {flex_token_bucket(height * width) for height, width in sizes}
     assert buckets == {128, 256}
     assert counts.graphs == len(buckets), counts.recompiles  # was one per size: 7
+
+
+def test_symbolic_strides_are_ordered_with_the_graphs_shape_env():
+    """pytorch/pytorch#185510, which failed the toy Mask R-CNN's inductor training: inductor orders
+    a graph output's symbolic strides without its ShapeEnv. Reproduced on inductor's own
+    GraphLowering with an S3 map of a square input (H = W = (side - 1) // 16 + 1)."""
+    from torch._dynamo.source import ConstantSource
+    from torch._inductor import ir
+    from torch._inductor.graph import GraphLowering
+    from torch._inductor.virtualized import V
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+    from torch.utils._sympy.functions import FloorDiv
+
+    shape_env = ShapeEnv()
+    side = shape_env.create_symbol(160, ConstantSource('side'))
+    s3_side = FloorDiv(side - 1, 16) + 1
+    channels_last = [64 * s3_side ** 2, 1, 64 * s3_side, 64]  # (B, 64, H, W) with H = W
+    graph = GraphLowering(torch.fx.symbolic_trace(lambda x: x), shape_env=shape_env)
+    stock = ir.get_fill_order
+    try:
+        with V.set_graph_handler(graph):
+            if not hasattr(stock, 'stock'):  # the bug, in this torch
+                with pytest.raises(TypeError, match='truth value of Relational'):
+                    ir.get_stride_order(channels_last)
+            sort_symbolic_strides_with_shape_env()
+            sort_symbolic_strides_with_shape_env()  # idempotent: wraps once
+            assert ir.get_fill_order.stock is stock
+            assert ir.get_stride_order(channels_last) == [3, 0, 2, 1]
+        with pytest.raises(TypeError):  # outside a graph the stock error stands
+            ir.get_stride_order(channels_last)
+    finally:
+        ir.get_fill_order = stock
 
 
 def _compiled_training_step(keep_step_eager: bool):

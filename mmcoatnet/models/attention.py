@@ -325,6 +325,10 @@ class RelativeAttention(nn.Module):
         """The bias read from the table inside a compiled FlexAttention kernel."""
         return flex_relative_attention(q, k, v, self.rel_pos.table_at(feat_size), feat_size)
 
+    # Eager even inside a compiled model (a graph break): its loop over chunks of rows depends on
+    # the size, so dynamo would unroll it and recompile for every chunk count (a compile of
+    # minutes each at detection sizes, where every S3 layer runs ~50 one-row chunks).
+    @torch.compiler.disable
     def attend_chunked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                        feat_size: Size) -> torch.Tensor:
         """Queries in chunks of map rows within the bias budget, recomputed in backward in training."""

@@ -1,7 +1,8 @@
 # `make demo-transfer`, step 2: the toy UperNet fine-tuned from the toy classification
 # pre-training (configs/toy/coatnet-pico_toy-cls.py, 64x64 images); bias tables resized at run
 # time to the segmentation feature sizes. The scratch baseline is this config with
-# model.backbone.init_cfg=None. Validated every 100 iterations for the curve.
+# model.backbone.init_cfg=None; both keep the toy config's optimizer without layer-wise lr decay,
+# which would slow the scratch backbone only. Validated every 100 iterations for the curve.
 _base_ = ['../upernet_coatnet-pico_toy.py']
 
 pretrained = 'work_dirs/demo_transfer/pretrain/coatnet-pico_toy-cls.pth'
