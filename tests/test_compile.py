@@ -100,6 +100,31 @@ def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
     assert counts.graphs == len(buckets), counts.recompiles  # was one per size: 7
 
 
+def test_flex_attention_inside_a_compiled_model_does_not_recompile_it_per_size():
+    """The model compiled as a whole: FlexAttention runs outside its graph (a graph break), so the
+    bucket, a Python int of the size, does not make the model's graph recompile per size."""
+    pytest.importorskip('torch.nn.attention.flex_attention')
+    torch.manual_seed(0)
+    arch = dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 64))
+    model = CoAtNet(arch=arch, attention_impl='flex').eval()
+    reference = CoAtNet(arch=arch).eval()  # the default kernels, same weights
+    reference.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, backend='aot_eager')
+    sizes = [(80, 112), (96, 144), (144, 80), (128, 96)]  # S3 35 to 54 tokens, all in bucket 128
+    torch._dynamo.reset()
+    new_graphs = []
+    with torch.no_grad():
+        for size in sizes:
+            x = torch.randn(1, 3, *size)
+            with counting_compiles() as counts:
+                maps = compiled(x)
+            new_graphs.append(counts.graphs)
+            for got, expected in zip(maps, reference(x)):
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # the first size compiles, the second recompiles with symbolic sizes, later ones reuse them
+    assert new_graphs[0] > 0 and new_graphs[2:] == [0, 0], new_graphs
+
+
 def test_symbolic_strides_are_ordered_with_the_graphs_shape_env():
     """pytorch/pytorch#185510, which failed the toy Mask R-CNN's inductor training: inductor orders
     a graph output's symbolic strides without its ShapeEnv. Reproduced on inductor's own

@@ -243,7 +243,7 @@ def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            f'torch {torch.__version__} lacks; use attention_impl="auto"') from error
     if _compiled_flex_attention is None:
         _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
-    tokens = int(q.shape[-2])  # inside a compiled model this specialises it on the size
+    tokens = int(q.shape[-2])
     padded = flex_token_bucket(tokens)
     q, k, v = (F.pad(t, (0, 0, 0, padded - tokens)) for t in (q, k, v))
     query_index, key_index = padded_flat_offset_indices(feat_size, padded, q.device)
@@ -320,6 +320,9 @@ class RelativeAttention(nn.Module):
             return 'chunked'
         return 'whole-bias'
 
+    # Outside a compiled model's graph (a graph break): the bucket is a Python int taken from the
+    # size, which would make the model's graph recompile per size; FlexAttention compiles per bucket.
+    @torch.compiler.disable
     def attend_flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     feat_size: Size) -> torch.Tensor:
         """The bias read from the table inside a compiled FlexAttention kernel."""
