@@ -20,7 +20,7 @@ demo-seg: install
 	PYTHON=$(PYTHON) bash tools/demo.sh seg
 
 # pre-train on toy classification (mmpretrain), fine-tune Mask R-CNN and UperNet from it and from
-# scratch, compare; 28 minutes measured on 2 CPU cores
+# scratch, compare; 30 minutes measured on 2 CPU cores (one thread, beside other jobs)
 demo-transfer: install
 	PYTHON=$(PYTHON) bash tools/demo.sh transfer
 
