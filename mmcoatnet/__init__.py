@@ -6,7 +6,7 @@ mmseg's and mmpretrain's registries fall back to, registers the checkpoint adapt
 types mmengine itself saves allowed): see :func:`install_safe_checkpoint_loading`.
 """
 from .checkpoint import CoAtNetPretrainedInit  # noqa: F401  (registers the adapter)
-from .compile_support import EagerOptimizerStepHook  # noqa: F401  (registers the hook)
+from .compile_support import CompiledTrainingHook  # noqa: F401  (registers the hook)
 from .hooks import RandomStateHook  # noqa: F401  (registers the hook)
 from .layer_decay import CoAtNetLayerDecayOptimizerConstructor  # noqa: F401  (registers it)
 from .models import CoAtNet  # noqa: F401  (registers the backbone)

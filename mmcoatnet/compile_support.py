@@ -1,5 +1,6 @@
 """What torch.compile runs need besides the switch itself (mmengine's ``compile=True``): the
-optimizer step kept out of the compiled train_step (:class:`EagerOptimizerStepHook`), and a count of
+optimizer step kept out of the compiled train_step and an inductor bug worked around
+(:func:`prepare_compiled_training`, :class:`CompiledTrainingHook`), and a count of
 the graphs dynamo compiled, its recompilations and graph breaks, taken from torch._dynamo's own
 counters and its "recompiles" log, so tools and tests measure how often a model recompiles."""
 import contextlib
@@ -25,17 +26,22 @@ def keep_optimizer_step_eager(optim_wrapper) -> None:
     optim_wrapper.update_params = torch.compiler.disable(optim_wrapper.update_params)
 
 
+def prepare_compiled_training(optim_wrapper) -> None:
+    """What a compiled ``train_step`` needs: :func:`keep_optimizer_step_eager` and, for inductor,
+    :func:`sort_symbolic_strides_with_shape_env`."""
+    keep_optimizer_step_eager(optim_wrapper)
+    sort_symbolic_strides_with_shape_env()
+
+
 @HOOKS.register_module()
-class EagerOptimizerStepHook(Hook):
-    """:func:`keep_optimizer_step_eager` on the runner's optimizer wrapper before training starts
-    (after mmengine built it), and :func:`sort_symbolic_strides_with_shape_env` for inductor;
-    tools/train.py adds it when the config sets ``compile``."""
+class CompiledTrainingHook(Hook):
+    """:func:`prepare_compiled_training` for the runner's optimizer wrapper before training starts
+    (after mmengine built it); tools/train.py adds it when the config sets ``compile``."""
 
     priority = 'VERY_HIGH'
 
     def before_train(self, runner) -> None:
-        keep_optimizer_step_eager(runner.optim_wrapper)
-        sort_symbolic_strides_with_shape_env()
+        prepare_compiled_training(runner.optim_wrapper)
 
 
 @dataclass

@@ -49,7 +49,7 @@ def build_config(args) -> Config:
             raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
     if cfg.get('compile'):  # mmengine's switch compiles train_step, optimizer step included
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='EagerOptimizerStepHook')]
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='CompiledTrainingHook')]
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

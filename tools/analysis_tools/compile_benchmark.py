@@ -26,8 +26,7 @@ from types import SimpleNamespace
 
 import torch
 
-from mmcoatnet.compile_support import (counting_compiles, keep_optimizer_step_eager,
-                                       sort_symbolic_strides_with_shape_env)
+from mmcoatnet.compile_support import counting_compiles, prepare_compiled_training
 from mmcoatnet.tool_support import add_cfg_options_argument, load_config
 
 DYNAMIC = dict(auto=None, true=True, false=False)  # torch.compile's dynamic=
@@ -109,8 +108,7 @@ def measure(args) -> dict:
     torch.manual_seed(0)
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).train()  # one process: plain BN
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    keep_optimizer_step_eager(optim_wrapper)  # as tools/train.py does with compile set
-    sort_symbolic_strides_with_shape_env()
+    prepare_compiled_training(optim_wrapper)  # as tools/train.py does with compile set
     batches = make_batches(cfg, args)
     compile_kwargs = dict(backend=args.backend, dynamic=DYNAMIC[args.dynamic])
     result = dict(config=osp.relpath(args.config), sizes=[list(s) for s in args.sizes],
