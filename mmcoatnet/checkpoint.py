@@ -85,7 +85,8 @@ def is_timm_coatnet(state: StateDict) -> bool:
 
 
 def _transformer_stages(state: StateDict) -> set:
-    return {int(m.group(1)) for k in state for m in [re.match(r'stages\.(\d+)\.blocks\.\d+\.attn\.', k)] if m}
+    pattern = re.compile(r'stages\.(\d+)\.blocks\.\d+\.attn\.')
+    return {int(m.group(1)) for k in state for m in [pattern.match(k)] if m}
 
 
 def convert_timm_state_dict(state: StateDict) -> StateDict:
@@ -103,7 +104,8 @@ def convert_timm_state_dict(state: StateDict) -> StateDict:
                                r'num_batches_tracked)$', local)
             if bn_norm and _is_bn(state, key):
                 local = f'{bn_norm.group(1)}.bn.{bn_norm.group(2)}'
-            local = local.replace('norm1.norm.', 'norm1.').replace('shortcut.expand.', 'shortcut_proj.')
+            local = local.replace('norm1.norm.', 'norm1.')
+            local = local.replace('shortcut.expand.', 'shortcut_proj.')
             if local == 'attn.rel_pos.relative_position_bias_table':
                 local, value = 'attn.rel_pos.table', _table_from_timm(value)
             elif value.dim() == 4 and value.shape[-2:] == (1, 1):  # 1x1 conv -> linear
@@ -164,7 +166,8 @@ def guess_architectures(state: StateDict, signatures: Mapping[str, Dict[str, tup
 
 def adapt_state_dict(checkpoint: dict, model_state: StateDict, prefix: Optional[str] = None,
                      source: str = 'the checkpoint') -> tuple:
-    """(state dict in mmcoatnet's names and the model's table sizes, source format, resized keys)."""
+    """(state dict in mmcoatnet's names and the model's table sizes, source format, resized
+    keys)."""
     state = unwrap_state_dict(checkpoint, prefix, source)
     source = 'timm' if is_timm_coatnet(state) else 'mmcoatnet'
     if source == 'timm':
@@ -211,11 +214,13 @@ def load_pretrained(model: torch.nn.Module, checkpoint_path: str, prefix: Option
         raise CheckpointMismatchError(
             f'{checkpoint_path} does not fit the configured backbone {configured!r}: {looks_like}; '
             f'{len(loaded)} of {len(model_state)} model tensors would load. '
-            f'Set arch to the checkpoint\'s architecture or use a checkpoint made for {configured!r}.')
+            f'Set arch to the checkpoint\'s architecture or use a checkpoint made for '
+            f'{configured!r}.')
 
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
     report = LoadReport(source, loaded, missing, unexpected, mismatched, resized)
-    lines = [f'loaded {len(loaded)}/{len(model_state)} tensors from {checkpoint_path} ({source} format)']
+    lines = [f'loaded {len(loaded)}/{len(model_state)} tensors from {checkpoint_path} '
+             f'({source} format)']
     for title, names in (('missing (left at their initial values)', missing),
                          ('unexpected (ignored)', unexpected),
                          ('shape mismatch (ignored)', mismatched),

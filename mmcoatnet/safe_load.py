@@ -111,7 +111,8 @@ def url_cache_path(url: str, model_dir: Optional[str] = None) -> str:
     end in the same file name (Hugging Face's ``.../model.safetensors``) never share a download."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
     name = osp.basename(urlparse(url).path) or 'checkpoint'
-    return osp.join(model_dir, 'mmcoatnet-urls', hashlib.sha256(url.encode()).hexdigest()[:16], name)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return osp.join(model_dir, 'mmcoatnet-urls', digest, name)
 
 
 def load_url_checkpoint(url: str, model_dir: Optional[str] = None, map_location: Any = None,
@@ -126,7 +127,8 @@ def load_url_checkpoint(url: str, model_dir: Optional[str] = None, map_location:
 
 
 # mmengine up to this release calls torch.load without weights_only (and torch's hub with
-# weights_only=False for URLs): the release after it is trusted only if its local loader asks for it.
+# weights_only=False for URLs): the release after it is trusted only if its local loader asks for
+# it.
 LAST_MMENGINE_WITHOUT_WEIGHTS_ONLY = '0.10.7'
 _replaced: Dict[str, Any] = {}
 
@@ -152,7 +154,8 @@ def install_safe_checkpoint_loading() -> bool:
     from mmengine.runner import checkpoint
     _replaced['local'] = checkpoint.CheckpointLoader._schemes['']
     _replaced['load_url'] = checkpoint.load_url
-    checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
+    checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint,
+                                                force=True)
     checkpoint.load_url = load_url_checkpoint
     return True
 
@@ -163,5 +166,6 @@ def uninstall_safe_checkpoint_loading() -> None:
     if not _replaced:
         return
     from mmengine.runner import checkpoint
-    checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=_replaced.pop('local'), force=True)
+    checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=_replaced.pop('local'),
+                                                force=True)
     checkpoint.load_url = _replaced.pop('load_url')

@@ -11,8 +11,8 @@ import sys
 import torch
 import torch.distributed as dist
 
+from mmcoatnet.engine.sync_bn import CPUDistributedDataParallel
 from mmcoatnet.models import CoAtNet
-from mmcoatnet.sync_bn import CPUDistributedDataParallel
 
 GLOBAL_BATCH = 4
 ARCH = dict(stem_channels=(8, 16), depths=(2, 1, 1, 1), channels=(16, 32, 32, 32))

@@ -1,6 +1,5 @@
 """The architecture table as typed records: every row builds, and a mistyped option is an error."""
 import pytest
-import torch
 
 from mmcoatnet.models import ARCH_SETTINGS, CoAtNet
 from mmcoatnet.models.archs import CoAtNetArch, ConvOptions, TransformerOptions, resolve_arch

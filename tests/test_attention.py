@@ -1,10 +1,17 @@
 import pytest
 import torch
 
-from mmcoatnet.models.attention import (RelativeAttention, RelativePositionBias, RelativePositionMlp,
-                                        chunked_relative_attention)
-from mmcoatnet.models.reference import (ReferenceRelativeAttention, index_gathered_bias,
-                                        reference_relative_attention)
+from mmcoatnet.models.attention import (
+    RelativeAttention,
+    RelativePositionBias,
+    RelativePositionMlp,
+    chunked_relative_attention,
+)
+from mmcoatnet.models.reference import (
+    ReferenceRelativeAttention,
+    index_gathered_bias,
+    reference_relative_attention,
+)
 from mmcoatnet.models.rel_pos import table_size
 
 
@@ -141,6 +148,7 @@ def test_chunked_inference_equals_reference_and_uses_the_cached_table():
     assert key[0] == (9, 7) and list(entry) == ['table']  # the full bias never existed
 
 
+@pytest.mark.slow
 def test_flex_attention_reads_the_bias_inside_the_kernel():
     pytest.importorskip('torch.nn.attention.flex_attention')
     torch.manual_seed(0)
@@ -182,7 +190,8 @@ def test_every_path_runs_under_mixed_precision(path):
         assert attn.rel_pos.table.grad.abs().sum() > 0
 
 
-# ------------------------------------------------------------------------ choosing and running kernels
+# ------------------------------------------------------------------------ choosing and running
+# kernels
 
 def test_kernel_is_chosen_from_the_input():
     attn = RelativeAttention(32, 64, 64, 32, RelativePositionBias(2, (4, 4)),
@@ -235,7 +244,8 @@ def test_empty_batch_gives_an_empty_map_in_each_kernel(kernel, masked):
         assert attn(x, key_padding_mask=padding).shape == (0, 9, 7, 48)
 
 
-@pytest.mark.parametrize('window_attention', [None, dict(window_size=3)], ids=['global', 'windowed'])
+@pytest.mark.parametrize('window_attention', [None, dict(window_size=3)],
+                         ids=['global', 'windowed'])
 @pytest.mark.parametrize('size', [(64, 96), (1024, 1024)], ids=['small', 'chunked'])
 def test_empty_batch_gives_empty_maps_from_the_backbone(window_attention, size):
     from mmcoatnet.models import CoAtNet

@@ -12,8 +12,12 @@ from mmengine.logging import MessageHub
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from mmcoatnet.checkpoint import (CheckpointMismatchError, guess_architectures, load_pretrained,
-                                  read_checkpoint)
+from mmcoatnet.checkpoint import (
+    CheckpointMismatchError,
+    guess_architectures,
+    load_pretrained,
+    read_checkpoint,
+)
 from mmcoatnet.models import ARCH_SETTINGS, CoAtNet
 from mmcoatnet.safe_load import UnsafeCheckpointError
 
@@ -73,6 +77,7 @@ def test_outputs_equal_timm(arch, tmp_path):
         assert diff <= 1e-4, f'{arch} S{index + 1}: max abs diff {diff:.2e}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch', ['coatnet-0-rw', 'coatnet-rmlp-2-rw'])
 def test_converter_round_trip_pth_and_safetensors(arch, tmp_path):
     meta, state, expected, _ = load_fixture(arch)
@@ -182,7 +187,8 @@ def test_a_resnet_checkpoint_is_rejected_with_a_clear_error(tmp_path):
 def test_the_wrong_architecture_is_named(tmp_path):
     save_file(CoAtNet(arch='coatnet-0').state_dict(), str(tmp_path / 'c0.safetensors'))
     model = CoAtNet(arch='coatnet-1')
-    with pytest.raises(CheckpointMismatchError, match="configured backbone 'coatnet-1'.*look like 'coatnet-0'"):
+    with pytest.raises(CheckpointMismatchError,
+                       match="configured backbone 'coatnet-1'.*look like 'coatnet-0'"):
         load_pretrained(model, str(tmp_path / 'c0.safetensors'))
 
 
@@ -215,7 +221,8 @@ def tiny_model(**kwargs):
 @pytest.mark.parametrize('make, problem', [
     (lambda p, good: p.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2]),
      'not a readable torch checkpoint'),
-    (lambda p, good: p.write_bytes(b'\x80\x02not a pickle at all' * 10), 'not a readable torch checkpoint'),
+    (lambda p, good: p.write_bytes(b'\x80\x02not a pickle at all' * 10),
+     'not a readable torch checkpoint'),
     (lambda p, good: p.with_suffix('.safetensors').write_bytes(b'{"bad": 1}' * 3),
      'not a valid safetensors file'),
 ])
@@ -226,7 +233,8 @@ def test_a_corrupt_checkpoint_names_the_file_and_the_problem(tmp_path, make, pro
     make(bad, good)
     if not bad.exists():
         bad = bad.with_suffix('.safetensors')
-    with pytest.raises(ValueError, match=f'cannot read checkpoint {bad}: {problem}.*truncated or corrupt'):
+    with pytest.raises(ValueError,
+                       match=f'cannot read checkpoint {bad}: {problem}.*truncated or corrupt'):
         tiny_model(init_cfg=dict(type='Pretrained', checkpoint=str(bad))).init_weights()
 
 
@@ -277,7 +285,8 @@ def test_prefix_selects_the_part_of_a_checkpoint_and_resizes_its_tables(tmp_path
                      init_cfg=[dict(type='Pretrained', checkpoint=path, prefix='teacher.encoder.')])
     bigger.init_weights()
     assert bigger.stages[2].blocks[0].attn.rel_pos.table.shape[-2:] == (47, 47)
-    with pytest.raises(CheckpointMismatchError, match="no tensors under prefix 'student.'.*teacher."):
+    with pytest.raises(CheckpointMismatchError,
+                       match="no tensors under prefix 'student.'.*teacher."):
         CoAtNet(arch=reduced_arch(meta), init_cfg=dict(
             type='Pretrained', checkpoint=path, prefix='student')).init_weights()
 
@@ -325,7 +334,8 @@ def test_two_urls_with_the_same_file_name_give_their_own_weights(http_server):
         save_file(source.state_dict(), str(root / repo / 'model.safetensors'))
         models.append(source)
     for repo, source in zip(('a', 'b'), models):
-        loaded = tiny_model(init_cfg=dict(type='Pretrained', checkpoint=f'{base}/{repo}/model.safetensors'))
+        loaded = tiny_model(init_cfg=dict(type='Pretrained',
+                                          checkpoint=f'{base}/{repo}/model.safetensors'))
         loaded.init_weights()
         for key, value in source.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), (repo, key)
@@ -335,7 +345,8 @@ def test_two_urls_with_the_same_file_name_give_their_own_weights(http_server):
 def test_a_url_checkpoint_is_read_safely(http_server, tmp_path):
     root, base = http_server
     marker = tmp_path / 'pwned'
-    torch.save({'state_dict': tiny_model().state_dict(), 'x': Touch(str(marker))}, root / 'evil.pth')
+    torch.save({'state_dict': tiny_model().state_dict(), 'x': Touch(str(marker))},
+               root / 'evil.pth')
     with pytest.raises(UnsafeCheckpointError, match='refusing to load'):
         tiny_model(init_cfg=dict(type='Pretrained', checkpoint=f'{base}/evil.pth')).init_weights()
     assert not marker.exists()
@@ -348,6 +359,7 @@ def test_a_url_checkpoint_is_read_safely(http_server, tmp_path):
 
 def test_safe_loading_is_installed_once_and_can_be_undone(tmp_path):
     from mmengine.runner import CheckpointLoader, checkpoint
+
     from mmcoatnet import safe_load
     assert not safe_load.mmengine_loads_weights_only()  # mmengine 0.10.7: torch.load as is
     assert CheckpointLoader._schemes[''] is safe_load.load_local_checkpoint

@@ -8,16 +8,24 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-import mmcoatnet.classification  # noqa: F401  (registers CoAtNetClsHead)
+import mmcoatnet.models.cls_head  # noqa: F401  (registers CoAtNetClsHead)
 from mmcoatnet.checkpoint import convert_timm_state_dict, timm_classifier_head
 from mmcoatnet.models import CoAtNet
-from test_checkpoint import (CONVERTER, FIXTURE_ARCHS, ROOT, fixture_input, load_fixture,
-                             reduced_arch, run)
+
+from test_checkpoint import (
+    CONVERTER,
+    FIXTURE_ARCHS,
+    ROOT,
+    fixture_input,
+    load_fixture,
+    reduced_arch,
+    run,
+)
 
 
 def build_classifier(arch, num_classes, final_norm, pretrain_img_size=224):
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
     arch = CoAtNet(arch=arch).arch  # typed: the head's width and norm epsilon come from it
     return MODELS.build(dict(
@@ -109,6 +117,6 @@ def test_a_classifier_checkpoint_serves_detection_as_a_backbone(tmp_path):
 
 
 def test_the_head_refuses_an_unknown_final_norm():
-    from mmcoatnet.classification import CoAtNetClsHead
+    from mmcoatnet.models.cls_head import CoAtNetClsHead
     with pytest.raises(ValueError, match="final_norm is one of .*'GN'"):
         CoAtNetClsHead(10, 64, final_norm='GN')

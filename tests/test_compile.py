@@ -9,17 +9,21 @@ import json
 
 import pytest
 import torch
+from helpers import TOY_SEG, run_tool
 
-from mmcoatnet.compile_support import (counting_compiles, keep_optimizer_step_eager,
-                                       sort_symbolic_strides_with_shape_env)
+from mmcoatnet.engine.hooks.compiled_training_hook import (
+    keep_optimizer_step_eager,
+    sort_symbolic_strides_with_shape_env,
+)
 from mmcoatnet.models import CoAtNet
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, flex_token_bucket
 from mmcoatnet.models.reference import ReferenceRelativeAttention
-from test_tools import TOY_SEG, run_tool
+from mmcoatnet.utils.compile_counts import counting_compiles
 
 SIZES = [(128, 160), (96, 128), (160, 96), (64, 224)]  # H and W both change at every step
 
 
+@pytest.mark.slow
 def test_compiled_backbone_trains_at_varying_sizes_with_bounded_recompiles():
     torch.manual_seed(0)
     torch._dynamo.reset()  # counts and dynamo's recompile limit start from nothing
@@ -50,7 +54,8 @@ def test_compiled_backbone_trains_at_varying_sizes_with_bounded_recompiles():
         compiled(torch.randn(2, 3, 31, 64))
 
 
-def test_chunked_attention_runs_eagerly_inside_a_compiled_model_without_recompiling_per_chunk_count():
+@pytest.mark.slow
+def test_chunked_attention_runs_eagerly_in_a_compiled_model_without_recompiling_per_chunking():
     """At detection sizes every S3 layer takes the chunked kernel; compiled, its size-dependent loop
     would be unrolled and recompiled for every chunk count. It runs eagerly instead (a graph break),
     so sizes that only change the chunk count compile nothing new, and results match eager."""
@@ -100,6 +105,7 @@ def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
     assert counts.graphs == len(buckets), counts.recompiles  # was one per size: 7
 
 
+@pytest.mark.slow
 def test_flex_attention_inside_a_compiled_model_does_not_recompile_it_per_size():
     """The model compiled as a whole: FlexAttention runs outside its graph (a graph break), so the
     bucket, a Python int of the size, does not make the model's graph recompile per size."""
@@ -159,7 +165,8 @@ def test_symbolic_strides_are_ordered_with_the_graphs_shape_env():
 
 def _compiled_training_step(keep_step_eager: bool):
     """A real mmengine optimizer wrapper built from a config with per-parameter options (so its
-    param groups are ConfigDicts, as the runner builds them) and an lr schedule, stepped inside a compiled step
+    param groups are ConfigDicts, as the runner builds them) and an lr schedule, stepped inside a
+    compiled step
     as mmengine's compile=True steps it."""
     from mmengine.config import ConfigDict
     from mmengine.optim import LinearLR, build_optim_wrapper
@@ -193,6 +200,7 @@ def test_optimizer_step_stays_out_of_the_compiled_train_step():
         _compiled_training_step(keep_step_eager=False)
 
 
+@pytest.mark.slow
 def test_compile_benchmark_records_times_and_recompiles(tmp_path):
     # dynamo with its eager backend on UperNet's inference only: the tool's plumbing, in seconds
     out = tmp_path / 'compile.json'

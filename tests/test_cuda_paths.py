@@ -10,8 +10,12 @@ import torch.nn.functional as F
 
 import mmcoatnet.models.attention as attention
 from mmcoatnet.models import CoAtNet
-from mmcoatnet.models.attention import (RelativeAttention, RelativePositionBias, RelativePositionMlp,
-                                        explicit_softmax_by_default)
+from mmcoatnet.models.attention import (
+    RelativeAttention,
+    RelativePositionBias,
+    RelativePositionMlp,
+    explicit_softmax_by_default,
+)
 from mmcoatnet.models.reference import ReferenceRelativeAttention
 
 CHUNK_OF_3_ROWS = 2 * 2 * 7 * 63 * 4 * 3  # batch 2, 2 heads, 3 rows of a 9x7 map

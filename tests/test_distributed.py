@@ -11,12 +11,11 @@ import time
 
 import pytest
 import torch
-
-from test_tools import (ROOT, logged_runs, run_tool, scalars, small_det_config,  # noqa: F401
-                        small_seg_config, toy_data)
+from helpers import ROOT, logged_runs, run_tool, scalars, small_det_config, small_seg_config
 
 # tests/ on the path of the started processes, for the dist_helpers module
-ENV = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PYTHONPATH=osp.join(ROOT, 'tests'))
+ENV = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
+           PYTHONPATH=osp.join(ROOT, 'tests'))
 
 
 def free_port():
@@ -28,7 +27,8 @@ def free_port():
 def dist_train(config, work_dir, *args, procs=2, timeout=900, check=True):
     env = dict(ENV, PORT=free_port())
     result = subprocess.run(['bash', 'tools/dist_train.sh', config, str(procs), '--work-dir',
-                             str(work_dir), '--cfg-options', 'env_cfg.dist_cfg.backend=gloo', *args],
+                             str(work_dir), '--cfg-options', 'env_cfg.dist_cfg.backend=gloo',
+                             *args],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if check:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -70,6 +70,7 @@ def assert_ranks_agree(work_dir, frozen=()):
         [k for k in moved if torch.equal(rank0[k], initial[k])]
 
 
+@pytest.mark.slow
 def test_two_process_mask_rcnn_trains_and_its_checkpoint_resumes_in_one(tmp_path, toy_data):
     config = with_rank_params_hook(small_det_config(tmp_path, toy_data, epochs=2))
     work_dir = tmp_path / 'dist'
@@ -84,12 +85,14 @@ def test_two_process_mask_rcnn_trains_and_its_checkpoint_resumes_in_one(tmp_path
     assert (work_dir / 'epoch_3.pth').is_file()
 
 
+@pytest.mark.slow
 def test_two_process_upernet_trains(tmp_path, toy_data):
     config = with_rank_params_hook(small_seg_config(tmp_path, toy_data, iters=3))
     dist_train(config, tmp_path / 'dist')
     assert_ranks_agree(tmp_path / 'dist')
 
 
+@pytest.mark.slow
 def test_without_sync_bn_the_ranks_statistics_differ(tmp_path, toy_data):
     # the control of assert_ranks_agree: left per-process BN (sync_bn off), the backbone's running
     # statistics differ across ranks, each rank seeing other images, while DDP keeps the weights
@@ -108,6 +111,7 @@ def test_without_sync_bn_the_ranks_statistics_differ(tmp_path, toy_data):
     assert all(not torch.equal(rank0[k], rank1[k]) for k in stats)
 
 
+@pytest.mark.slow
 def test_frozen_stages_and_checkpointing_under_ddp(tmp_path, toy_data):
     config = with_rank_params_hook(small_det_config(tmp_path, toy_data, epochs=1))
     work_dir = tmp_path / 'dist'
@@ -121,6 +125,7 @@ def test_frozen_stages_and_checkpointing_under_ddp(tmp_path, toy_data):
     assert any(not torch.equal(trained[k], initial[k]) for k in learned)
 
 
+@pytest.mark.slow
 def test_syncbn_two_processes_equal_one_process_with_double_batch(tmp_path):
     script = osp.join(ROOT, 'tests', 'dist_syncbn_check.py')
     env = dict(ENV, PYTHONPATH=ROOT)  # the check script imports mmcoatnet
@@ -142,6 +147,7 @@ def test_syncbn_two_processes_equal_one_process_with_double_batch(tmp_path):
             torch.testing.assert_close(two['stats'][name], stat, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_killing_one_process_makes_the_other_exit_with_an_error(tmp_path, toy_data):
     config = small_det_config(tmp_path, toy_data, epochs=50)
     work_dir = tmp_path / 'dist'
@@ -153,7 +159,8 @@ def test_killing_one_process_makes_the_other_exit_with_an_error(tmp_path, toy_da
         start_new_session=True)
     try:
         deadline = time.time() + 300
-        while not glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json')) and time.time() < deadline:
+        while not glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json')) and \
+                time.time() < deadline:
             time.sleep(0.2)
         assert launcher.poll() is None, 'training ended before a process could be killed'
         workers = subprocess.run(['pgrep', '-f', f'train.py {config}'], capture_output=True,
@@ -168,7 +175,8 @@ def test_killing_one_process_makes_the_other_exit_with_an_error(tmp_path, toy_da
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode != 0
-    assert 'failed' in output.lower() and ('SIGKILL' in output or 'exitcode' in output), output[-3000:]
+    assert 'failed' in output.lower() and ('SIGKILL' in output or 'exitcode' in output), \
+        output[-3000:]
 
 
 def worker_pids(launcher_pid):
@@ -201,6 +209,7 @@ def has_exited(pid):
 TORCHRUN_GRACE_S = 30
 
 
+@pytest.mark.slow
 def test_a_stopped_peer_ends_the_run_after_the_configured_timeout(tmp_path, toy_data):
     timeout = 20
     config = small_det_config(tmp_path, toy_data, epochs=50, workers=0)
@@ -230,7 +239,8 @@ def test_a_stopped_peer_ends_the_run_after_the_configured_timeout(tmp_path, toy_
                 rank0_exit = time.monotonic() - stopped_at
             time.sleep(0.1)
         launcher_exit = time.monotonic() - stopped_at
-        assert launcher.poll() is not None, f'the launcher still ran {launcher_exit:.0f} s after the stop'
+        assert launcher.poll() is not None, \
+            f'the launcher still ran {launcher_exit:.0f} s after the stop'
     finally:
         # nothing stopped is left behind: the launcher's group and each worker's own session
         for pgid in [launcher.pid] + list(workers.values()):

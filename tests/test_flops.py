@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import mmcoatnet  # noqa: F401  (registers CoAtNet)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOY_DET = osp.join('configs', 'toy', 'mask-rcnn_coatnet-pico_fpn_toy.py')
+TOY_DET = osp.join('configs', 'toy', 'maskrcnn_coatnet-pico_toy.py')
 TOY_SEG = osp.join('configs', 'toy', 'upernet_coatnet-pico_toy.py')
 
 
@@ -52,6 +52,7 @@ def attention_products(shape, depths=(2, 2, 3, 2), channels=(32, 64, 128, 256)):
     return total
 
 
+@pytest.mark.slow
 def test_detection_count_has_every_attention_product_and_the_backbones_share(tmp_path):
     report, stdout = get_flops(tmp_path, TOY_DET, '--shape', '100', '150', '--proposals', '200')
     assert report['task'] == 'detection' and report['shape'] == [100, 150]

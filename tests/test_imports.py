@@ -1,4 +1,5 @@
-"""Rooms import downward only: models/ never imports the package above it, and no cycles."""
+"""Rooms import downward only (models <- checkpoint <- engine <- utils, deployment), the library
+never exits, and no module imports itself through others."""
 import ast
 import glob
 import os.path as osp
@@ -33,18 +34,45 @@ def project_imports(path):
 
 FILES = sorted(glob.glob(osp.join(ROOT, 'mmcoatnet', '**', '*.py'), recursive=True))
 MODULES = {module_name(p) for p in FILES}
+FILE_OF = {module_name(p): p for p in FILES}
 GRAPH = {module_name(p): project_imports(p) - {module_name(p)} for p in FILES}
 
 
-def test_models_never_import_the_package_above():
-    upward = {m: sorted(i for i in deps if not i.startswith('mmcoatnet.models'))
-              for m, deps in GRAPH.items() if m.startswith('mmcoatnet.models')}
-    assert not {m: d for m, d in upward.items() if d}
+# The rooms, from the bottom: a module imports only from its own room and the rooms below it.
+# utils/ and deployment/ share a floor and do not import each other.
+ROOMS = {'models': 0, 'checkpoint': 1, 'engine': 2, 'utils': 3, 'deployment': 3, 'package': 4}
+
+
+def room(module):
+    parts = module.split('.')
+    if len(parts) == 1 or parts[1] == 'version':
+        return 'package'
+    if parts[1] in ('checkpoint', 'safe_load'):  # the adapter and the safe reading it uses
+        return 'checkpoint'
+    return parts[1]
+
+
+def test_every_module_sits_in_a_known_room():
+    assert {room(m) for m in GRAPH} <= set(ROOMS)
+
+
+def test_rooms_import_only_their_own_and_the_rooms_below():
+    upward = {f'{m} -> {d}' for m, deps in GRAPH.items() for d in deps
+              if room(d) != room(m) and ROOMS[room(d)] >= ROOMS[room(m)]}
+    assert not upward
+
+
+def test_the_runtime_rooms_never_import_tool_plumbing_or_deployment():
+    runtime = [m for m in GRAPH if room(m) in ('models', 'checkpoint', 'engine')]
+    assert runtime
+    assert not {f'{m} -> {d}' for m in runtime for d in GRAPH[m]
+                if room(d) in ('utils', 'deployment')}
 
 
 def test_no_module_imports_itself_through_others():
-    modules = {m: {d for d in deps if d in GRAPH and not d.endswith(('mmcoatnet', 'models'))}
-               for m, deps in GRAPH.items() if not m.endswith(('mmcoatnet', 'models'))}
+    packages = {m for m in GRAPH if osp.basename(FILE_OF[m]) == '__init__.py'}
+    modules = {m: {d for d in deps if d not in packages} for m, deps in GRAPH.items()
+               if m not in packages}
     state = {}
 
     def visit(module, trail):
@@ -63,3 +91,16 @@ def test_no_module_imports_itself_through_others():
 def test_the_checkpoint_adapter_does_not_import_the_backbone():
     assert 'mmcoatnet.models.backbone' not in GRAPH['mmcoatnet.checkpoint']
     assert 'mmcoatnet.models' not in GRAPH['mmcoatnet.checkpoint']
+
+
+def test_the_library_never_exits_or_changes_sys_path():
+    """Only tools/ turn errors into exit codes, and only they set up where things import from."""
+    found = []
+    for path in FILES:
+        for node in ast.walk(ast.parse(open(path).read())):
+            name = getattr(node, 'id', None) or getattr(node, 'attr', None)
+            if name in ('SystemExit', 'exit') and not isinstance(node, ast.Attribute) or \
+                    isinstance(node, ast.Attribute) and node.attr in ('exit', 'path') and \
+                    getattr(node.value, 'id', None) == 'sys':
+                found.append(f'{osp.relpath(path, ROOT)}:{node.lineno}')
+    assert not found

@@ -107,7 +107,7 @@ def test_stage_wise_decay_of_the_upernet_recipe(tmp_path):
         assert got[name] == (pytest.approx(want_lr, rel=1e-9), want_wd), name
     assert len(optim_wrapper.optimizer.param_groups) == 2 * 6
     text = log.read_text()
-    assert 'stage_wise' in text and 'backbone.stages.3.*' in text
+    assert 'stage_wise' in text and 'backbone.stages.3.blocks.*' in text
     assert 'decode_head.*, auxiliary_head.*' in text
 
 
@@ -170,8 +170,6 @@ def test_wrong_settings_and_other_backbones_are_refused():
     model = Classifier(small_backbone())
     with pytest.raises(ValueError, match=r"unknown \['num_layers'\]"):
         optimizer_for(model, decay_rate=0.9, num_layers=6)
-    with pytest.raises(ValueError, match='needs paramwise_cfg.decay_rate'):
-        optimizer_for(model, decay_type='stage_wise')
     with pytest.raises(ValueError, match='decay_type is one of'):
         optimizer_for(model, decay_rate=0.9, decay_type='block_wise')
     with pytest.raises(ValueError, match=r'decay_rate must be in \(0, 1\]'):
@@ -179,3 +177,33 @@ def test_wrong_settings_and_other_backbones_are_refused():
     other = Classifier(nn.Conv2d(3, 64, 3))
     with pytest.raises(TypeError, match='backbone is a CoAtNet, got Conv2d'):
         optimizer_for(other, decay_rate=0.9)
+
+
+def test_without_a_decay_rate_every_lr_is_the_optimizers_and_the_no_decay_rule_holds():
+    """The Mask R-CNN 3x recipe names the constructor with an empty paramwise_cfg: no layer-wise
+    decay, and still no weight decay on tables, norms and biases (mmengine's default constructor
+    skips its per-parameter pass for an empty paramwise_cfg; this one must not)."""
+    cfg, model, optim_wrapper = build_recipe('maskrcnn_coatnet0_ms-3x_coco.py')
+    assert cfg.optim_wrapper.paramwise_cfg == {}
+    got = settings(model, optim_wrapper)
+    assert {lr for lr, _ in got.values()} == {1e-4}
+    assert got['backbone.stages.2.blocks.0.attn.rel_pos.table'][1] == 0.
+    assert got['backbone.stem.norm1.weight'][1] == 0. and got['neck.fpn_convs.0.conv.bias'][1] == 0.
+    assert got['backbone.stages.2.blocks.0.attn.qkv.weight'][1] == 0.05
+    assert got['roi_head.mask_head.convs.0.conv.weight'][1] == 0.05
+
+
+def test_the_backbone_answers_depths_and_no_decay_names():
+    backbone = small_backbone()  # blocks per stage (1, 1, 2, 1): depths 1-5, the top 6
+    assert backbone.get_layer_depth('backbone.stem.conv1.weight', 'backbone.') == (0, 7)
+    assert backbone.get_layer_depth('backbone.stages.2.blocks.1.attn.qkv.weight',
+                                    'backbone.') == (4, 7)
+    assert backbone.get_layer_depth('backbone.stages.2.blocks.1.attn.qkv.weight', 'backbone.',
+                                    'stage_wise') == (3, 6)
+    assert backbone.get_layer_depth('head.fc.weight', 'backbone.') == (6, 7)
+    with pytest.raises(ValueError, match='decay_type is one of'):
+        backbone.get_layer_depth('backbone.stem.conv1.weight', 'backbone.', 'block_wise')
+    names = backbone.no_weight_decay()
+    assert 'stages.2.blocks.1.ls1.gamma' in names
+    assert 'stages.3.blocks.0.attn.rel_pos.mlp.fc1.weight' in names
+    assert not [n for n in names if 'qkv' in n or n.startswith('stem.')]

@@ -22,7 +22,8 @@ def markdown_tables(text: str):
     lines = text.splitlines()
     tables, index = [], 0
     while index + 1 < len(lines):
-        if lines[index].startswith('|') and re.fullmatch(r'\|(\s*:?-+:?\s*\|)+\s*', lines[index + 1]):
+        separator = re.fullmatch(r'\|(\s*:?-+:?\s*\|)+\s*', lines[index + 1])
+        if lines[index].startswith('|') and separator:
             header, rows = table_cells(lines[index]), []
             index += 2
             while index < len(lines) and lines[index].startswith('|'):

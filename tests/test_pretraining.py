@@ -11,6 +11,7 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers import TOY_CLS, run_tool
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -18,7 +19,6 @@ IMAGENET = osp.join(ROOT, 'configs', 'imagenet')
 RECIPES_224 = {n: osp.join(IMAGENET, f'coatnet{n}_in1k-224.py') for n in range(5)}
 FINETUNE_384 = osp.join(IMAGENET, 'coatnet1_in1k-384.py')
 TIMM_EVAL = {n: osp.join(IMAGENET, f'coatnet{n}-rw_timm_in1k-224.py') for n in range(3)}
-TOY_CLS = osp.join(ROOT, 'configs', 'toy', 'coatnet-pico_toy-cls.py')
 ALL_IMAGENET = sorted(glob.glob(osp.join(IMAGENET, '*.py')))
 MMPRETRAIN_TOOLS = osp.join(osp.dirname(__import__('mmpretrain').__file__), '.mim', 'tools')
 
@@ -31,22 +31,12 @@ S4_WIDTH = {0: 768, 1: 768, 2: 1024, 3: 1536, 4: 1536}
 TOY_MIN_TOP1 = 50.0
 
 
-from test_tools import TOOL_ENV, run_tool  # noqa: F401  (one way to run the tools, OpenMP passive)
-
-
-@pytest.fixture(scope='module')
-def toy_cls(tmp_path_factory):
-    """The toy classification set at the demo's size (64x64, 300 + 60 images per class)."""
-    out = tmp_path_factory.mktemp('toy_cls_data')
-    run_tool('tools/make_toy_data.py', '--out', str(out), '--only', 'cls')
-    return str(out / 'toy_cls')
-
-
 def build_classifier(cfg):
     """The config's whole classifier, built as mmengine's Runner builds it."""
-    import mmcoatnet.classification  # noqa: F401  (registers CoAtNetClsHead)
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    import mmcoatnet.models.cls_head  # noqa: F401  (registers CoAtNetClsHead)
     init_default_scope(cfg.default_scope)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.get('data_preprocessor')))
@@ -63,7 +53,7 @@ def transform(pipeline, kind):
 def test_pretraining_config_builds_its_full_classifier(config):
     cfg = Config.fromfile(config)
     assert cfg.default_scope == 'mmpretrain'
-    assert cfg.custom_imports['imports'] == ['mmcoatnet', 'mmcoatnet.classification']
+    assert cfg.custom_imports['imports'] == ['mmcoatnet', 'mmcoatnet.models.cls_head']
     model = build_classifier(cfg)
     assert type(model).__name__ == 'ImageClassifier' and model.neck is None
     assert type(model.backbone).__name__ == 'CoAtNet'
@@ -214,10 +204,11 @@ def test_224_recipe_trains_a_step_on_the_toy_set(tmp_path, toy_cls, n):
     work_dir = tmp_path / 'work'
     run_tool('tools/train.py', config, '--work-dir', str(work_dir))
     (step,), (val,) = train_records(work_dir)
-    assert math.isfinite(step['loss']) and 0 <= val['accuracy/top1'] <= 100
+    assert math.isfinite(step['loss']) and 'accuracy/top1' in val
     assert (work_dir / 'epoch_1.pth').is_file()
 
 
+@pytest.mark.slow
 def test_384_finetuning_starts_from_a_224_checkpoint(tmp_path, toy_cls):
     """The 224 recipe's checkpoint initialises the 384 fine-tuning: backbone (its tables resized to
     384 by the adapter) and classifier both; a step then moves them by at most the small lr."""
@@ -259,18 +250,10 @@ train_cfg = dict(max_epochs=1, val_interval=1)
     work_dir = tmp_path / 'work'
     run_tool(osp.join(MMPRETRAIN_TOOLS, 'train.py'), str(config), '--work-dir', str(work_dir))
     (step,), (val,) = train_records(work_dir)
-    assert math.isfinite(step['loss']) and 0 <= val['accuracy/top1'] <= 100
+    assert math.isfinite(step['loss']) and 'accuracy/top1' in val
 
 
-@pytest.fixture(scope='module')
-def toy_pretraining(tmp_path_factory, toy_cls):
-    """The toy pre-training run (configs/toy/coatnet-pico_toy-cls.py) on the toy set: its work dir."""
-    work_dir = tmp_path_factory.mktemp('toy_pretraining')
-    data = [f'{split}_dataloader.dataset.data_root={toy_cls}' for split in ('train', 'val', 'test')]
-    run_tool('tools/train.py', TOY_CLS, '--work-dir', str(work_dir), '--cfg-options', *data)
-    return work_dir
-
-
+@pytest.mark.slow
 def test_toy_pretraining_beats_chance(toy_pretraining):
     steps, vals = train_records(toy_pretraining)
     assert steps and all(math.isfinite(r['loss']) for r in steps)
@@ -281,7 +264,8 @@ def test_toy_pretraining_beats_chance(toy_pretraining):
 TRANSFER = osp.join(ROOT, 'configs', 'toy', 'transfer')
 
 
-@pytest.mark.parametrize('name, scope', [('mask-rcnn_coatnet-pico_fpn_toy-finetune.py', 'mmdet'),
+@pytest.mark.slow
+@pytest.mark.parametrize('name, scope', [('maskrcnn_coatnet-pico_toy-finetune.py', 'mmdet'),
                                          ('upernet_coatnet-pico_toy-finetune.py', 'mmseg')])
 def test_fine_tuning_configs_start_from_the_classification_checkpoint(toy_pretraining, name,
                                                                       scope):
@@ -289,8 +273,9 @@ def test_fine_tuning_configs_start_from_the_classification_checkpoint(toy_pretra
     classifier's, tensor for tensor (the bias tables kept at the 64x64 pre-training size)."""
     import importlib
 
-    import mmcoatnet  # noqa: F401  (registers CoAtNet and the checkpoint adapter)
     from mmengine.registry import init_default_scope
+
+    import mmcoatnet  # noqa: F401  (registers CoAtNet and the checkpoint adapter)
     with open(osp.join(toy_pretraining, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     cfg = Config.fromfile(osp.join(TRANSFER, name))
@@ -337,8 +322,8 @@ def test_transfer_report_finds_where_the_pretrained_run_overtakes(tmp_path):
 def config_pipeline_input(cfg, path):
     """An image through the config's test pipeline and data preprocessor: the model's input."""
     from mmcv.transforms import Compose
-    from mmpretrain.models import ClsDataPreprocessor
     from mmengine.registry import init_default_scope
+    from mmpretrain.models import ClsDataPreprocessor
     init_default_scope('mmpretrain')
     packed = Compose(cfg.test_dataloader.dataset.pipeline)(dict(img_path=path))
     preprocessor = ClsDataPreprocessor(**{k: v for k, v in cfg.data_preprocessor.items()
@@ -426,7 +411,9 @@ test_dataloader = dict(batch_size=3, num_workers=0, persistent_workers=False, da
     metrics, = glob.glob(str(work_dir / '*' / '*.json'))
     with open(metrics) as f:
         result = json.load(f)
-    assert 0 <= result['accuracy/top1'] <= 100 and 'accuracy/top5' in result
+    # three images scored: each top-1 hit is a third; top-5 finds at least what top-1 finds
+    assert round(result['accuracy/top1'] * 3 / 100, 6) in (0, 1, 2, 3)
+    assert result['accuracy/top5'] >= result['accuracy/top1']
 
 
 # ---------------------------------------------------------------------------------- preflight

@@ -4,11 +4,18 @@ import pytest
 import torch
 
 from mmcoatnet.models.reference import index_gathered_bias
-from mmcoatnet.models.rel_pos import (gather_relative_bias, gather_relative_bias_by_offsets,
-                                      interpolate_bias_table, offset_index,
-                                      relative_bias_rows_keys_reversed, relative_position_index,
-                                      resize_bias_table, reverse_key_rows, table_size,
-                                      toeplitz_blocks)
+from mmcoatnet.models.rel_pos import (
+    gather_relative_bias,
+    gather_relative_bias_by_offsets,
+    interpolate_bias_table,
+    offset_index,
+    relative_bias_rows_keys_reversed,
+    relative_position_index,
+    resize_bias_table,
+    reverse_key_rows,
+    table_size,
+    toeplitz_blocks,
+)
 
 SIZES = [(14, 14), (7, 7), (3, 5), (5, 3), (1, 4), (1, 1)]
 
@@ -102,7 +109,8 @@ def test_resized_bias_has_gradients_on_the_learned_table():
     bias = gather_relative_bias(resize_bias_table(table, (9, 11)), (9, 11))
     assert bias.shape == (2, 99, 99)
     (bias * torch.randn_like(bias)).sum().backward()
-    assert table.grad is not None and table.grad.abs().sum() > 0 and torch.isfinite(table.grad).all()
+    assert table.grad is not None and table.grad.abs().sum() > 0
+    assert torch.isfinite(table.grad).all()
 
 
 def cubic_tap_weights(t: float, a: float = -0.75):
@@ -170,7 +178,8 @@ def test_key_reversed_view_is_the_plain_bias_with_key_rows_reversed(size, start,
     plain = index_gathered_bias(table, size)  # (heads, N, N)
     view = relative_bias_rows_keys_reversed(toeplitz_blocks(table, w), h, start, stop)
     assert view.shape == (3, stop - start, w, h, w)
-    expected = plain[:, start * w:stop * w].unflatten(-1, size).flip(-2).flatten(-2)  # key rows reversed
+    # key rows reversed
+    expected = plain[:, start * w:stop * w].unflatten(-1, size).flip(-2).flatten(-2)
     assert torch.equal(view.reshape(3, (stop - start) * w, h * w), expected)
 
 

@@ -14,93 +14,22 @@ import time
 
 import pytest
 import torch
+from helpers import (
+    ROOT,
+    TOOL_ENV,
+    TOY_DET,
+    TOY_SEG,
+    assert_loss_fell,
+    logged_runs,
+    read_test_metrics,
+    run_tool,
+    scalars,
+    small_det_config,
+)
 from mmengine.config import Config
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOY_DET = osp.join(ROOT, 'configs', 'toy', 'mask-rcnn_coatnet-pico_fpn_toy.py')
-TOY_SEG = osp.join(ROOT, 'configs', 'toy', 'upernet_coatnet-pico_toy.py')
 SHIPPED = sorted(glob.glob(osp.join(ROOT, 'configs', '*.py')) +
                  glob.glob(osp.join(ROOT, 'configs', 'toy', '*.py')))
-
-
-# OpenMP threads that sleep when idle instead of spinning: a training run's spinning threads
-# otherwise compete with its own data-loading worker and anything else on 2 cores (10x slower seen)
-TOOL_ENV = dict(os.environ, OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'))
-
-
-def run_tool(*args, check=True, timeout=600, env=None):
-    env = TOOL_ENV if env is None else {'OMP_WAIT_POLICY': 'PASSIVE', **env}
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=timeout, env=env)
-    if check:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-@pytest.fixture(scope='module')
-def toy_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp('toy_data')
-    run_tool('tools/make_toy_data.py', '--out', str(out), '--num-train', '8', '--num-val', '4',
-             '--size', '128')
-    return out
-
-
-def small_det_config(tmp_path, toy_data, epochs=1, extra='', batch_size=4, workers=1,
-                     overfit=False):
-    """The toy Mask R-CNN on the fixture's data. overfit: evaluate on the training images (a few
-    images learned by heart show that training works, where a held-out score would need hours)."""
-    root = f'{toy_data}/toy_coco/'
-    split = 'train' if overfit else 'val'
-    path = tmp_path / 'det.py'
-    path.write_text(f'''
-_base_ = [{TOY_DET!r}]
-data_root = {root!r}
-train_dataloader = dict(batch_size={batch_size}, num_workers={workers}, persistent_workers=False,
-                        dataset=dict(data_root=data_root))
-val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(
-    data_root=data_root, ann_file='annotations/instances_{split}.json', data_prefix=dict(img='{split}/')))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_{split}.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_epochs={epochs}, val_interval={epochs})
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=5))
-log_processor = dict(window_size=1)  # each iteration's own loss, not a running mean, in the logs
-{extra}
-''')
-    return str(path)
-
-
-def small_seg_config(tmp_path, toy_data, iters=4, batch_size=2, overfit=False, extra=''):
-    """The toy UperNet on the fixture's data; overfit: evaluate on the training images."""
-    root = f'{toy_data}/toy_ade'
-    split = 'training' if overfit else 'validation'
-    path = tmp_path / 'seg.py'
-    path.write_text(f'''
-_base_ = [{TOY_SEG!r}]
-train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root={root!r}))
-val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(
-    data_root={root!r},
-    data_prefix=dict(img_path='images/{split}', seg_map_path='annotations/{split}')))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters={iters}, val_interval={iters})
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval={iters}))
-log_processor = dict(window_size=1)  # each iteration's own loss, not a running mean, in the logs
-{extra}
-''')
-    return str(path)
-
-
-def scalars(work_dir):
-    """The training records (one per logged iteration) of a run's json log."""
-    logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    records = []
-    for log in logs:
-        with open(log) as f:
-            records += [json.loads(line) for line in f if '"loss"' in line]
-    return records
 
 
 @pytest.mark.parametrize('config', SHIPPED, ids=lambda p: osp.relpath(p, ROOT))
@@ -129,45 +58,12 @@ def test_shipped_config_builds_its_full_model(config):
 # untrained (the same run with lr=0) bbox/segm mAP 0.002/0.000, after 30 epochs (60 iterations)
 # 0.166/0.127 (0.125/0.098); UperNet untrained mIoU 22.3 (background only), after 100 iterations
 # 61.0 (66.0). The thresholds sit far above untrained and well below trained.
-DET_EPOCHS = 30
 DET_MIN_BBOX_MAP = 0.05
 DET_MIN_SEGM_MAP = 0.04
-SEG_ITERS = 100
 SEG_MIN_MIOU = 45.0
 
 
-def mean(values):
-    return sum(values) / len(values)
-
-
-def assert_loss_fell(records, key='loss', window=5, factor=0.5):
-    """The mean of the last logged losses is well below the mean of the first ones."""
-    losses = [r[key] for r in records]
-    assert len(losses) >= 2 * window and all(math.isfinite(v) for v in losses), losses
-    first, last = mean(losses[:window]), mean(losses[-window:])
-    assert last < factor * first, (first, last, losses)
-
-
-def read_test_metrics(work_dir):
-    """The metrics tools/test.py wrote (one run per work dir)."""
-    files = glob.glob(str(work_dir / '*' / '*.json'))
-    assert len(files) == 1, files
-    return json.loads(open(files[0]).read())
-
-
-@pytest.fixture(scope='module')
-def trained_det(tmp_path_factory, toy_data):
-    """The toy Mask R-CNN trained once to overfit the fixture's 8 training images, shared by the
-    tests that need a trained detector."""
-    tmp_path = tmp_path_factory.mktemp('trained_det')
-    config = small_det_config(
-        tmp_path, toy_data, epochs=DET_EPOCHS, workers=0, overfit=True,
-        extra=f'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval={DET_EPOCHS}))')
-    work_dir = tmp_path / 'work'
-    run_tool('tools/train.py', config, '--work-dir', str(work_dir))
-    return config, work_dir, work_dir / f'epoch_{DET_EPOCHS}.pth'
-
-
+@pytest.mark.slow
 def test_toy_mask_rcnn_trains_tests_and_draws(tmp_path, trained_det):
     config, work_dir, checkpoint = trained_det
     assert checkpoint.is_file()
@@ -194,9 +90,11 @@ def box_iou(a, b):
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
+@pytest.mark.slow
 def test_inference_detector_api_with_a_trained_toy_checkpoint(toy_data, trained_det):
-    import mmcoatnet  # noqa: F401
     from mmdet.apis import inference_detector, init_detector
+
+    import mmcoatnet  # noqa: F401
     config, _, checkpoint = trained_det
     model = init_detector(Config.fromfile(config), str(checkpoint), device='cpu')
     assert model.dataset_meta['classes'] == ('circle', 'square', 'triangle')
@@ -220,15 +118,7 @@ def test_inference_detector_api_with_a_trained_toy_checkpoint(toy_data, trained_
     assert hits >= 3, hits
 
 
-@pytest.fixture(scope='module')
-def trained_seg(tmp_path_factory, toy_data):
-    tmp_path = tmp_path_factory.mktemp('trained_seg')
-    config = small_seg_config(tmp_path, toy_data, iters=SEG_ITERS, batch_size=4, overfit=True)
-    work_dir = tmp_path / 'work'
-    run_tool('tools/train.py', config, '--work-dir', str(work_dir))
-    return config, work_dir, work_dir / f'iter_{SEG_ITERS}.pth'
-
-
+@pytest.mark.slow
 def test_toy_upernet_trains_and_tests(tmp_path, trained_seg):
     config, work_dir, checkpoint = trained_seg
     assert checkpoint.is_file()
@@ -241,17 +131,7 @@ def test_toy_upernet_trains_and_tests(tmp_path, trained_seg):
     assert len(glob.glob(str(tmp_path / 'pictures' / '*.png'))) == 2, result.stdout
 
 
-def logged_runs(work_dir):
-    """The training records of each run of a work dir (one log folder per run), oldest first; a
-    line still being written is left out, so a running job's log can be read."""
-    runs = []
-    for log in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(log) as f:
-            lines = [line for line in f if line.endswith('\n') and '"loss"' in line]
-        runs.append([json.loads(line) for line in lines])
-    return runs
-
-
+@pytest.mark.slow
 def test_a_killed_run_resumes_with_the_same_losses(tmp_path, toy_data):
     # 8 images in batches of 2: 4 iterations per epoch, so the run can be killed inside an epoch
     per_epoch, epochs = 4, 2
@@ -266,7 +146,7 @@ def test_a_killed_run_resumes_with_the_same_losses(tmp_path, toy_data):
     # would be left behind)
     process = subprocess.Popen(
         [sys.executable, 'tools/train.py', config, '--work-dir', str(killed)], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env=TOOL_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         # kill once epoch_1.pth is saved and 2 of epoch 2's 4 iterations are logged (2 to spare)
         deadline = time.time() + 300
@@ -341,6 +221,7 @@ def test_amp_without_a_gpu_is_refused_clearly(tmp_path):
     assert '--amp needs a GPU' in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config, shape', [(TOY_DET, ('128', '160')), (TOY_SEG, ('96', '128'))])
 def test_train_memory_runs_a_configs_whole_model_on_a_synthetic_batch(tmp_path, config, shape):
     out = tmp_path / 'memory.json'
@@ -360,6 +241,7 @@ def test_train_memory_runs_a_configs_whole_model_on_a_synthetic_batch(tmp_path, 
     assert refused.returncode != 0 and '--amp needs a GPU' in refused.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [TOY_DET, TOY_SEG])
 def test_simulated_training_memory_agrees_with_a_real_cpu_step(tmp_path, config):
     """The fake-tensor count of a float32 CPU step (no arithmetic) against the same step run
@@ -383,6 +265,7 @@ def test_simulated_training_memory_agrees_with_a_real_cpu_step(tmp_path, config)
     assert 'simulated for cpu (no arithmetic run)' in result.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_measures_each_case_in_its_own_process_and_writes_reports(tmp_path):
     out = tmp_path / 'bench'
     result = run_tool('tools/analysis_tools/benchmark.py', '--arch', 'coatnet-pico',
@@ -395,7 +278,8 @@ def test_benchmark_measures_each_case_in_its_own_process_and_writes_reports(tmp_
     rows = report['results']
     assert len(rows) == 2 * 2 * 4 and not [r for r in rows if 'error' in r]
     assert {(r['impl'], tuple(r['size']), r['mode']) for r in rows} == {
-        (impl, size, mode) for impl in ('mmcoatnet', 'mmcoatnet-windowed', 'plain-reference', 'swin-t')
+        (impl, size, mode)
+        for impl in ('mmcoatnet', 'mmcoatnet-windowed', 'plain-reference', 'swin-t')
         for size in ((64, 64), (80, 112)) for mode in ('inference', 'train')}
     for row in rows:
         assert row['seconds'] > 0 and row['peak_memory_bytes'] > 0 and row['gflops'] > 0

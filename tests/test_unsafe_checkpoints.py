@@ -5,9 +5,9 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers import run_tool, small_det_config, small_seg_config
 
 from mmcoatnet.models import CoAtNet
-from test_tools import run_tool, small_det_config, small_seg_config, toy_data  # noqa: F401
 
 
 class CreatesFile:

@@ -3,8 +3,13 @@ import torch
 
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias
 from mmcoatnet.models.reference import ReferenceRelativeAttention
-from mmcoatnet.models.windows import (as_window_size, window_grid, window_padding_mask,
-                                      window_partition, window_unpartition)
+from mmcoatnet.models.windows import (
+    as_window_size,
+    window_grid,
+    window_padding_mask,
+    window_partition,
+    window_unpartition,
+)
 
 
 @pytest.mark.parametrize('size', [(10, 15), (9, 7), (4, 4)])

@@ -15,7 +15,7 @@ transfer() {
     "$PY" tools/train.py configs/toy/coatnet-pico_toy-cls.py --work-dir "$out/pretrain"
     local pretrained="$out/pretrain/coatnet-pico_toy-cls.pth"
     cp "$(cat "$out/pretrain/last_checkpoint")" "$pretrained"
-    local det=configs/toy/transfer/mask-rcnn_coatnet-pico_fpn_toy-finetune.py
+    local det=configs/toy/transfer/maskrcnn_coatnet-pico_toy-finetune.py
     local seg=configs/toy/transfer/upernet_coatnet-pico_toy-finetune.py
     for name in det seg; do
         local config=$det; [ "$name" = seg ] && config=$seg
@@ -31,7 +31,7 @@ transfer() {
 
 case "$task" in
     transfer) transfer; exit 0 ;;
-    det) config=configs/toy/mask-rcnn_coatnet-pico_fpn_toy.py; data=data/toy_coco/annotations/instances_val.json ;;
+    det) config=configs/toy/maskrcnn_coatnet-pico_toy.py; data=data/toy_coco/annotations/instances_val.json ;;
     seg) config=configs/toy/upernet_coatnet-pico_toy.py; data=data/toy_ade/annotations/validation ;;
     *) echo "usage: tools/demo.sh det|seg|transfer" >&2; exit 2 ;;
 esac

@@ -15,14 +15,15 @@ import mmcv
 from mmengine.config import Config
 
 import mmcoatnet  # noqa: F401  (registers CoAtNet, safe checkpoint loading)
-from mmcoatnet.tool_support import add_cfg_options_argument, load_config
+from mmcoatnet.utils.cli import add_cfg_options_argument, load_config
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--out', default=None, help='output folder (default: next to the checkpoint)')
+    parser.add_argument('--out', default=None,
+                        help='output folder (default: next to the checkpoint)')
     parser.add_argument('--num', type=int, default=6, help='how many validation images')
     parser.add_argument('--score-thr', type=float, default=0.5)
     parser.add_argument('--device', default='cpu')
@@ -73,7 +74,8 @@ def main(argv=None):
         visualizer.add_datasample(osp.basename(img_path), image, data_sample=result,
                                   draw_gt=True, show=False, out_file=path, **kwargs)
         written.append(path)
-    print(f'drew {len(written)} predictions into {out}/ ({", ".join(sorted(map(osp.basename, written)))})')
+    names = ', '.join(sorted(map(osp.basename, written)))
+    print(f'drew {len(written)} predictions into {out}/ ({names})')
 
 
 if __name__ == '__main__':

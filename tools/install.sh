@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 STAMP="$VENV/.mmcoatnet-installed"
-want=$(cat tools/install.sh requirements.txt requirements-lock.txt setup.py | sha256sum | cut -d' ' -f1)
+want=$(cat tools/install.sh requirements-lock.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     echo "install: $VENV is up to date"
@@ -52,12 +52,12 @@ fi
 step "mmcv==2.1.0 (wheel for torch build $torch_key)" \
     "${PIP[@]}" --no-deps --force-reinstall "$(ls "$wheels"/mmcv-2.1.0-*.whl | head -1)"
 step "mmdet, mmsegmentation, mmpretrain (with ftfy, regex that mmseg imports), test tools" \
-    "${PIP[@]}" mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex \
-    pytest timm "setuptools<81" "torch===2.13.0" torchvision==0.28.0 mmcv==2.1.0 -r requirements.txt
+    "${PIP[@]}" mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex safetensors \
+    pytest pytest-xdist ruff timm "setuptools<81" "torch===2.13.0" torchvision==0.28.0 mmcv==2.1.0
 step "mmcoatnet (editable)" "${PIP[@]}" --no-build-isolation --no-deps -e .
 step "deployment extra (onnx, onnxruntime: tools/deployment/)" "${PIP[@]}" --no-build-isolation -e ".[deploy]"
 # mmdeploy pins protobuf<=3.20.2, which onnx excludes: it gets a directory of its own, which
-# mmcoatnet/mmdeploy_support.py puts on sys.path (pip check does not see it)
+# tools/deployment/mmdeploy_export.py puts on sys.path (pip check does not see it)
 step "mmdeploy==1.3.1 into $VENV/mmdeploy-site" "${PIP[@]}" --no-deps --upgrade \
     --target "$VENV/mmdeploy-site" mmdeploy==1.3.1 aenum multiprocess dill
 step "import check" "$VENV/bin/python" -c \

@@ -22,7 +22,8 @@ class _Options:
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise ValueError(f'unknown {where} option(s) {unknown}; valid options: {", ".join(valid)}')
+            raise ValueError(f'unknown {where} option(s) {unknown}; valid options: '
+                             f'{", ".join(valid)}')
         return cls(**options)
 
     def __post_init__(self):
@@ -40,14 +41,14 @@ class _Options:
 class ConvOptions(_Options):
     """Options of the MBConv blocks of stages S1 and S2 (and the stem's activation)."""
     expand_ratio: float = 4          # MBConv inverted-bottleneck expansion
-    expand_from: str = 'out'         # expansion width computed from the block's 'out' or 'in' channels
+    expand_from: str = 'out'         # expansion width from the block's 'out' or 'in' channels
     se_ratio: float = 0.25           # squeeze-excitation width, relative to expand_from channels
     se_act: str = 'SiLU'
     se_before_norm: bool = False     # SE after the depthwise conv's norm and activation
     act: str = 'GELU'
     pre_norm_act: bool = False       # the pre-norm is a plain norm, no activation
-    stride_mode: str = 'dw'          # downsampling by the depthwise conv ('pool': residual_pool first)
-    pool: str = 'avg2'               # shortcut pooling: 'avg2' (2x2 average) or 'max' (3x3, stride 2)
+    stride_mode: str = 'dw'          # downsampling in the depthwise conv ('pool': residual_pool)
+    pool: str = 'avg2'               # shortcut pooling: 'avg2' (2x2 average), 'max' (3x3, stride 2)
     residual_pool: str = 'avg2'      # pooling on the residual branch when stride_mode is 'pool'
     output_bias: bool = True         # bias in the block's last 1x1 conv and its shortcut projection
 
@@ -93,7 +94,8 @@ class CoAtNetArch:
                              f'got {sorted(unknown_types)}')
 
 
-# timm's `_rw_` CoAtNets (the ones with public ImageNet weights) differ from the paper in these options.
+# timm's `_rw_` CoAtNets (the ones with public ImageNet weights) differ from the paper in these
+# options.
 RW_CONV_OPTIONS = dict(expand_from='in', pre_norm_act=True, output_bias=False, act='SiLU',
                        se_act='ReLU', stride_mode='pool')
 RW_TRANSFORMER_OPTIONS = dict(attn_width='in')
@@ -166,15 +168,18 @@ def resolve_arch(arch: ArchSpec) -> CoAtNetArch:
         spec = arch
         missing = {'depths', 'channels'} - set(spec)
         if missing:
-            raise ValueError(f'a custom CoAtNet arch needs {sorted(missing)}; got keys {sorted(spec)}')
+            raise ValueError(f'a custom CoAtNet arch needs {sorted(missing)}; '
+                             f'got keys {sorted(spec)}')
     else:
         raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
     unknown = sorted(set(spec) - set(_ARCH_KEYS))
     if unknown:
-        raise ValueError(f'unknown CoAtNet arch key(s) {unknown}; valid keys: {", ".join(_ARCH_KEYS)}')
+        raise ValueError(f'unknown CoAtNet arch key(s) {unknown}; '
+                         f'valid keys: {", ".join(_ARCH_KEYS)}')
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     values['conv'] = _as_options(ConvOptions, values.get('conv'), 'conv')
-    values['transformer'] = _as_options(TransformerOptions, values.get('transformer'), 'transformer')
+    values['transformer'] = _as_options(TransformerOptions, values.get('transformer'),
+                                        'transformer')
     return CoAtNetArch(**values)
 
 

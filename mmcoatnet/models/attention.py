@@ -10,10 +10,19 @@ import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
 
 from .archs import TransformerOptions
-from .rel_pos import (Size, gather_relative_bias, gather_relative_bias_by_offsets,
-                      interpolate_bias_table, log_relative_coords, padded_flat_offset_indices,
-                      relative_bias_rows_keys_reversed, resize_bias_table, reverse_key_rows,
-                      table_size, toeplitz_blocks)
+from .rel_pos import (
+    Size,
+    gather_relative_bias,
+    gather_relative_bias_by_offsets,
+    interpolate_bias_table,
+    log_relative_coords,
+    padded_flat_offset_indices,
+    relative_bias_rows_keys_reversed,
+    resize_bias_table,
+    reverse_key_rows,
+    table_size,
+    toeplitz_blocks,
+)
 
 
 def exporting() -> bool:
@@ -35,11 +44,10 @@ class CachedBiasProvider(nn.Module):
     (heads, HW, HW) bias gathered from it (``forward``); subclasses make the table (``table_for``).
 
     In eval mode without autograd, recent sizes are cached: the table always, the whole bias only
-    while it is at most ``max_cached_bias_bytes`` (a 14x14 map with 12 heads is 1.8 MB), so
-    detection resolutions do not keep hundreds of MB per layer (50x84 with 12 heads would be
-    0.85 GB). The key holds the parameters' version counters, so an optimizer step or a loaded
-    checkpoint never serves a stale bias. In training nothing is kept: gradients must reach the
-    parameters at every step.
+    while it is at most ``max_cached_bias_bytes``, so detection resolutions do not keep a whole
+    bias per layer. The key holds the parameters' version counters, so an optimizer step or a
+    loaded checkpoint never serves a stale bias. In training nothing is kept: gradients must reach
+    the parameters at every step.
     """
 
     def __init__(self, num_heads: int, cache_size: int = 8, max_cached_bias_bytes: int = 32 << 20):
@@ -165,10 +173,8 @@ def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         bias_rows: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + bias) v, the bias given as the (heads, rows, W, H, W) view.
 
-    For CPU training: there a bias that needs a gradient sends scaled_dot_product_attention to its
-    math fallback, which copies the mask, adds it separately and guards every row against -inf
-    (none occur here). This path reads the view once, in the add: a training step at 800x1344
-    takes 20 s instead of 28 s."""
+    For CPU training, where a bias that needs a gradient sends SDPA to its slower math fallback;
+    this reads the view once, in the add (docs/architecture.md)."""
     dim = q.shape[-1]
     scores = torch.matmul(q * dim ** -0.5, k.transpose(-2, -1))  # (B, heads, queries, keys)
     scores = scores.unflatten(2, bias_rows.shape[1:3]) + bias_rows.flatten(-2)
@@ -233,8 +239,8 @@ def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     The kernel compiles once per token bucket (:func:`flex_token_bucket`), not per feature size:
     tokens are padded to the bucket, padded keys masked out (-inf) and padded queries dropped, and
     the sizes reach the score_mod only as tensors of bucket shapes, since a Python int there would
-    be a constant of the compiled kernel. dynamic=True would need no padding, but torch 2.13's CPU
-    FlexAttention template fails to build with symbolic lengths (C++ error, 'cur_qSplitSize3')."""
+    be a constant of the compiled kernel (dynamic=True fails to build on CPUs:
+    docs/torch-compile.md)."""
     global _compiled_flex_attention
     try:
         from torch.nn.attention.flex_attention import flex_attention
@@ -258,15 +264,16 @@ def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 class RelativeAttention(nn.Module):
-    """Global attention over a channels-last (B, H, W, C) map, bias added to the logits before softmax.
+    """Global attention over a channels-last (B, H, W, C) map, the bias added to the logits
+    before the softmax.
 
-    q, k and v come from one linear layer whose output is laid out head-major
-    (head 0's q, k, v, then head 1's, ...). The kernel is PyTorch's scaled_dot_product_attention with
-    the bias as an additive mask, so fused kernels are used where the platform has them. When one
-    layer's (heads, N, N) float32 bias would exceed ``max_bias_bytes``, queries are processed in
-    chunks of map rows (recomputed in backward when training): same result, bounded memory.
-    ``impl='flex'`` runs global attention through :func:`flex_relative_attention` instead (on CPU
-    only without autograd, since FlexAttention has no CPU backward).
+    q, k and v come from one linear layer whose output is laid out head-major (head 0's q, k, v,
+    then head 1's, ...). The kernel is PyTorch's scaled_dot_product_attention with the bias as an
+    additive mask, so fused kernels are used where the platform has them. When one layer's (heads,
+    N, N) float32 bias would exceed ``max_bias_bytes``, queries are processed in chunks of map rows
+    (recomputed in backward when training): same result, bounded memory. ``impl='flex'`` runs global
+    attention through :func:`flex_relative_attention` instead (on CPU only without autograd, since
+    FlexAttention has no CPU backward).
 
     Each call first chooses its kernel (:meth:`choose_kernel`: one of ``ATTENTION_KERNELS``), then
     runs it (:meth:`attend_flex`, :meth:`attend_chunked`, :meth:`attend_whole_bias`).
@@ -281,7 +288,8 @@ class RelativeAttention(nn.Module):
         self.impl = impl
         self.max_bias_bytes = max_bias_bytes
         if attn_channels % head_dim:
-            raise ValueError(f'attention width {attn_channels} is not a multiple of head_dim {head_dim}')
+            raise ValueError(f'attention width {attn_channels} is not a multiple of head_dim '
+                             f'{head_dim}')
         self.num_heads = attn_channels // head_dim
         self.head_dim = head_dim
         self.qkv = nn.Linear(in_channels, 3 * attn_channels, bias=qkv_bias)
@@ -293,13 +301,13 @@ class RelativeAttention(nn.Module):
 
     def kernel_device(self, x: torch.Tensor) -> torch.device:
         """The device the kernel choices are made for: ``kernel_device_type`` if set, else x's."""
-        return x.device if self.kernel_device_type is None else torch.device(self.kernel_device_type)
+        if self.kernel_device_type is None:
+            return x.device
+        return torch.device(self.kernel_device_type)
 
     def rows_per_chunk(self, batch: int, feat_size: Size) -> int:
         """Map rows of queries whose bias and scores (batch x heads x rows*W x N) fit the budget.
-
-        With the default 64 MB every chunk-sized tensor is over 32 MB, which glibc serves by mmap
-        and returns at free; smaller ones would come from its heap and stay in the process's RSS."""
+        The default budget keeps chunk-sized tensors large enough for glibc to return at free."""
         height, width = feat_size
         row_bytes = max(batch, 1) * self.num_heads * width * height * width * 4
         return max(1, self.max_bias_bytes // row_bytes)
@@ -321,20 +329,21 @@ class RelativeAttention(nn.Module):
         return 'whole-bias'
 
     # Outside a compiled model's graph (a graph break): the bucket is a Python int taken from the
-    # size, which would make the model's graph recompile per size; FlexAttention compiles per bucket.
+    # size, which would make the model's graph recompile per size; FlexAttention compiles per
+    # bucket.
     @torch.compiler.disable
     def attend_flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     feat_size: Size) -> torch.Tensor:
         """The bias read from the table inside a compiled FlexAttention kernel."""
         return flex_relative_attention(q, k, v, self.rel_pos.table_at(feat_size), feat_size)
 
-    # Eager even inside a compiled model (a graph break): its loop over chunks of rows depends on
-    # the size, so dynamo would unroll it and recompile for every chunk count (a compile of
-    # minutes each at detection sizes, where every S3 layer runs ~50 one-row chunks).
+    # Eager even inside a compiled model (a graph break): dynamo would unroll the loop over chunks
+    # and recompile for every chunk count.
     @torch.compiler.disable
     def attend_chunked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                        feat_size: Size) -> torch.Tensor:
-        """Queries in chunks of map rows within the bias budget, recomputed in backward in training."""
+        """Queries in chunks of map rows within the bias budget, recomputed in backward in
+        training."""
         recompute = self.training and torch.is_grad_enabled()
         return chunked_relative_attention(q, k, v, self.rel_pos.table_at(feat_size), feat_size,
                                           self.rows_per_chunk(q.shape[0], feat_size), recompute,

@@ -1,26 +1,30 @@
-"""The CoAtNet backbone: S0 stem, four C-C-T-T stages, S1-S4 feature maps for FPN / UperNet heads."""
+"""The CoAtNet backbone: S0 stem, four C-C-T-T stages, S1-S4 feature maps for FPN and UperNet
+heads."""
 import functools
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule, initialize
 from mmengine.model.weight_init import constant_init, kaiming_init, trunc_normal_, trunc_normal_init
 from mmengine.registry import MODELS
+from mmengine.utils import to_2tuple
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .archs import ARCH_SETTINGS, ArchSpec, resolve_arch
-from .attention import RelativePositionBias
-from .blocks import CoAtNetStage, MBConv, Stem, TransformerBlock
+from .attention import CachedBiasProvider, RelativePositionBias
+from .blocks import CoAtNetStage, LayerScale, MBConv, Stem, TransformerBlock
 from .windows import as_window_size
 
 MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input
 # mmengine weight initializer that takes `Pretrained` entries of init_cfg: the project's checkpoint
-# adapter (mmcoatnet/checkpoint.py) registers it; named, not imported, so this room imports nothing above
+# adapter (mmcoatnet/checkpoint.py) registers it; named, not imported, so this room imports nothing
+# above
 PRETRAINED_INITIALIZER = 'CoAtNetPretrained'
 
 
 WINDOWED_STAGE = 2  # S3: S4 is small enough at any detection size to stay global
+LAYER_DECAY_TYPES = ('layer_wise', 'stage_wise')
 
 
 def default_global_blocks(depth: int) -> Tuple[int, ...]:
@@ -35,7 +39,8 @@ def halve(size: Tuple[int, int]) -> Tuple[int, int]:
 
 @MODELS.register_module()
 class CoAtNet(BaseModule):
-    """CoAtNet backbone (Dai et al., "CoAtNet: Marrying Convolution and Attention for All Data Sizes").
+    """CoAtNet backbone (Dai et al., "CoAtNet: Marrying Convolution and Attention for All Data
+    Sizes").
 
     Args:
         arch: a name from ``ARCH_SETTINGS`` ('coatnet-0' ... 'coatnet-4') or a dict with ``depths``
@@ -87,9 +92,7 @@ class CoAtNet(BaseModule):
             raise ValueError(f'frozen_stages is -1 (none) or 0-4, got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        if isinstance(pretrain_img_size, int):
-            pretrain_img_size = (pretrain_img_size, pretrain_img_size)
-        self.pretrain_img_size = tuple(pretrain_img_size)
+        self.pretrain_img_size = tuple(to_2tuple(pretrain_img_size))
 
         conv_options, transformer_options = self.arch.conv, self.arch.transformer
         self.stem = Stem(in_channels, self.arch.stem_channels, norm_cfg, conv_options.act)
@@ -113,7 +116,8 @@ class CoAtNet(BaseModule):
                 stride = 2 if block_index == 0 else 1
                 drop_path = rates[sum(depths[:stage_index]) + block_index]
                 if kind == 'C':
-                    blocks.append(MBConv(block_in, width, stride, conv_options, norm_cfg, drop_path))
+                    blocks.append(MBConv(block_in, width, stride, conv_options, norm_cfg,
+                                         drop_path))
                 else:
                     blocks.append(TransformerBlock(block_in, width, stride, transformer_options,
                                                    feat_size, drop_path, windows[block_index],
@@ -162,6 +166,38 @@ class CoAtNet(BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = '',
+                        decay_type: str = 'layer_wise') -> Tuple[int, int]:
+        """The depth of a parameter for layer-wise learning-rate decay and the number of depths,
+        as mmpretrain's backbones answer it. The stem has depth 0; then ``'layer_wise'``: every
+        block of S1-S4 in order (1..B), ``'stage_wise'``: every stage (1..4). A name outside
+        ``prefix`` (neck, heads) has the last depth, B + 1 or 5."""
+        if decay_type not in LAYER_DECAY_TYPES:
+            raise ValueError(f'decay_type is one of {LAYER_DECAY_TYPES}, got {decay_type!r}')
+        depths = self.arch.depths
+        num_depths = (sum(depths) if decay_type == 'layer_wise' else len(depths)) + 2
+        if not param_name.startswith(prefix):
+            return num_depths - 1, num_depths
+        parts = param_name[len(prefix):].split('.')
+        if parts[0] == 'stem':
+            return 0, num_depths
+        if parts[0] == 'stages' and len(parts) > 3 and parts[2] == 'blocks':
+            stage, block = int(parts[1]), int(parts[3])
+            if decay_type == 'stage_wise':
+                return stage + 1, num_depths
+            return sum(depths[:stage]) + block + 1, num_depths
+        raise ValueError(f'{param_name} is in neither the stem nor a block of a stage: no depth')
+
+    def no_weight_decay(self) -> Set[str]:
+        """Names of the parameters that take no weight decay beyond biases and norms, as timm's
+        models name them: every relative-position parameter (tables, the rmlp MLP) and
+        LayerScale."""
+        names = set()
+        for module_name, module in self.named_modules():
+            if isinstance(module, (CachedBiasProvider, LayerScale)):
+                names.update(f'{module_name}.{name}' for name, _ in module.named_parameters())
+        return names
 
     @staticmethod
     def architecture_signatures() -> Dict[str, Dict[str, tuple]]:

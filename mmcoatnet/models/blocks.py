@@ -115,11 +115,12 @@ class MBConv(nn.Module):
         elif in_channels == out_channels:
             self.shortcut = nn.Identity()
         else:
-            raise ValueError(f'a stride-1 MBConv needs equal widths, got {in_channels} -> {out_channels}')
+            raise ValueError(f'a stride-1 MBConv needs equal widths, got {in_channels} -> '
+                             f'{out_channels}')
         self.pre_norm = build_norm(norm_cfg, in_channels)
         self.pre_act = build_act(act if options.pre_norm_act else None)
-        self.down = build_pool(options.residual_pool) if stride == 2 and options.stride_mode == 'pool' \
-            else nn.Identity()
+        pooled = stride == 2 and options.stride_mode == 'pool'
+        self.down = build_pool(options.residual_pool) if pooled else nn.Identity()
         self.conv1_1x1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.norm1 = build_norm(norm_cfg, mid_channels)
         self.act1 = build_act(act)
@@ -189,12 +190,13 @@ class TransformerBlock(nn.Module):
             self.shortcut_pool = self.shortcut_proj = self.attn_pool = None
         else:
             raise ValueError(
-                f'a stride-1 transformer block needs equal widths, got {in_channels} -> {out_channels}')
+                f'a stride-1 transformer block needs equal widths, got {in_channels} -> '
+                f'{out_channels}')
         self.norm1 = build_channels_last_norm(options.norm, options.norm_eps, in_channels)
+        rel_pos = build_bias_provider(options, attn_channels // options.head_dim,
+                                      pretrain_feat_size)
         self.attn = RelativeAttention(in_channels, out_channels, attn_channels, options.head_dim,
-                                      build_bias_provider(options, attn_channels // options.head_dim,
-                                                          pretrain_feat_size),
-                                      impl=attention_impl)
+                                      rel_pos, impl=attention_impl)
         self.norm2 = build_channels_last_norm(options.norm, options.norm_eps, out_channels)
         hidden = int(out_channels * options.mlp_ratio)
         self.mlp = nn.Sequential()

@@ -49,7 +49,8 @@ class _BatchNormActivation(torch.autograd.Function):
         x, scale, weight, bias, mean, invstd = ctx.saved_tensors
         scaled = x if scale is None else x * scale  # recomputed, not kept
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        normed = (scaled - mean.view(shape)).mul_((invstd * weight).view(shape)).add_(bias.view(shape))
+        normed = (scaled - mean.view(shape)).mul_((invstd * weight).view(shape))
+        normed.add_(bias.view(shape))
         grad_normed = ctx.act_grad(normed).mul_(grad_out)
         del normed
         needs_x, needs_scale, needs_weight, needs_bias = ctx.needs_input_grad[:4]
@@ -79,8 +80,9 @@ def _fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
 
 def norm_act(norm: nn.Module, act: nn.Module, x: torch.Tensor,
              scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``act(norm(x * scale))`` (``scale``: an optional per-channel gate such as squeeze-excitation's),
-    saving only ``x`` and ``scale`` for backward where the pair allows it (see the module doc)."""
+    """``act(norm(x * scale))`` (``scale``: an optional per-channel gate such as
+    squeeze-excitation's), saving only ``x`` and ``scale`` for backward where the pair allows it
+    (see the module doc)."""
     if not _fusable(norm, act, x):
         return act(norm(x if scale is None else x * scale))
     momentum = 0.0 if norm.momentum is None else norm.momentum

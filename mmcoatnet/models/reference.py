@@ -1,4 +1,5 @@
-"""The straightforward relative attention, to check the fast kernels against and to benchmark them by:
+"""The straightforward relative attention, to check the fast kernels against and to benchmark them
+by:
 an N x N int64 index gathers the whole bias, then an explicit softmax(q k^T / sqrt(d) + b) v.
 
 It shares no step with attention.py's kernels (no Toeplitz blocks, no reversed keys, no chunks, no

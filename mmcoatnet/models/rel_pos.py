@@ -1,4 +1,5 @@
-"""Pure functions for CoAtNet's relative position bias: offset indexing, table resizing, bias gathering.
+"""Pure functions for CoAtNet's relative position bias: offset indexing, table resizing, bias
+gathering.
 
 A table holds one learned scalar per head and 2-D offset (dy, dx) of an H x W map, laid out as
 (heads, 2H - 1, 2W - 1) with offset (dy, dx) at row dy + H - 1, column dx + W - 1.
@@ -45,7 +46,8 @@ def interpolate_bias_table(table: torch.Tensor, feat_size: Size) -> torch.Tensor
     only, so with traced sizes (0-dim tensors) an exported graph resizes for its run-time size."""
     h, w = feat_size
     resized = F.interpolate(
-        table.float().unsqueeze(0), size=(2 * h - 1, 2 * w - 1), mode='bicubic', align_corners=False)
+        table.float().unsqueeze(0), size=(2 * h - 1, 2 * w - 1), mode='bicubic',
+        align_corners=False)
     return resized.squeeze(0).to(table.dtype)
 
 
@@ -54,7 +56,8 @@ def _check_table_fits(table: torch.Tensor, feat_size: Size):
     if tuple(table.shape[-2:]) != table_size(feat_size):
         raise ValueError(
             f'bias table of shape {tuple(table.shape)} does not fit a {h}x{w} feature map, '
-            f'which needs (heads, {2 * h - 1}, {2 * w - 1}); resize it with resize_bias_table first')
+            f'which needs (heads, {2 * h - 1}, {2 * w - 1}); resize it with resize_bias_table '
+            'first')
 
 
 def toeplitz_blocks(table: torch.Tensor, width: int) -> torch.Tensor:
@@ -112,14 +115,16 @@ def gather_relative_bias(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
 
 def offset_index(length) -> torch.Tensor:
     """(L, L) int64 index i - j + L - 1 of the offset between positions i and j along one axis,
-    from arange: ``length`` may be a traced 0-dim tensor, so exported graphs build it at run time."""
+    from arange: ``length`` may be a traced 0-dim tensor, so exported graphs build it at run
+    time."""
     positions = torch.arange(length)
     return positions[:, None] - positions[None, :] + (length - 1)
 
 
 def gather_relative_bias_by_offsets(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     """(heads, HW, HW) bias, as :func:`gather_relative_bias` gives it, with no size test, view or
-    Python int: traceable with the sizes as graph values (the export path; the eager one takes ints).
+    Python int: traceable with the sizes as graph values (the export path; the eager one takes
+    ints).
 
     The Toeplitz blocks come from a gather by :func:`offset_index` of the columns; one more gather,
     by (vertical offset, query column) for every (query row, query column, key row), writes the

@@ -25,7 +25,8 @@ def window_partition(x: torch.Tensor, window_size: Size) -> torch.Tensor:
 
 
 def window_unpartition(windows: torch.Tensor, feat_size: Size) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B * windows, wh, ww, C) -> (B, H, W, C), padding cut."""
+    """Inverse of :func:`window_partition`: (B * windows, wh, ww, C) -> (B, H, W, C), the padding
+    cut."""
     height, width = feat_size
     _, wh, ww, channels = windows.shape
     rows, cols = window_grid(feat_size, (wh, ww))

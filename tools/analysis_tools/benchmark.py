@@ -1,4 +1,5 @@
-"""Speed, memory and FLOPs of the CoAtNet backbone beside its alternatives, in one run on one machine.
+"""Speed, memory and FLOPs of the CoAtNet backbone beside its alternatives, in one run on one
+machine.
 
     python tools/analysis_tools/benchmark.py [--arch coatnet-0-rw] [--sizes 224 512 800x1344 1024]
         [--impls mmcoatnet mmcoatnet-windowed plain-reference swin-t timm] [--modes inference train]
@@ -10,21 +11,22 @@ Implementations, all of the backbone alone (S1-S4 features), batch 1 by default,
   mmcoatnet-windowed  this package, S3 attention in windows of the pre-training size, the S3 blocks
                       in --global-blocks global (default: the model's, every third from the last)
   plain-reference     this package's layers with a straightforward attention in place of ours: an
-                      (N x N) int64 index per block, the gathered bias, explicit softmax(q k^T + b) v
-                      (mmcoatnet.models.reference.ReferenceRelativeAttention)
+                      (N x N) int64 index per block, the gathered bias, explicit softmax(q k^T + b)
+                      v (mmcoatnet.models.reference.ReferenceRelativeAttention)
   swin-t              mmdet's SwinTransformer, Swin-T settings
   timm                timm's CoAtNet of the same architecture and weights, run by another Python
-                      (``--timm-python`` or $TIMM_PYTHON) since timm is not a dependency here
+                      (``--timm-python`` or $TIMM_PYTHON) when timm is not installed here
 
-Every (implementation, size, mode) case runs in two fresh processes. One measures the peak memory
-of one step from a fresh start: peak RSS less the RSS after imports on CPU (weights, activations,
-buffers), or ``torch.cuda.max_memory_allocated`` on a GPU. (Over repeated CPU steps glibc keeps
-freed heap memory, which raises RSS for every implementation; that figure is in the JSON as
-``peak_memory_repeated_bytes``.) The other measures time: the median over repeats after one warm-up;
-a training step is forward + backward of the features' mean. FLOPs are mmengine's count of the
-inference forward (with a handle for scaled_dot_product_attention), 2 per multiply-add; a training
-step is taken as 3x the forward. The machine's dense float32 matmul rate is measured in the same run.
-Results print as a table and are written to ``benchmark.json`` and ``benchmark.md`` in --out-dir.
+Every (implementation, size, mode) case runs in a fresh process. Its first step, from a fresh
+start, gives the peak memory of one step: peak RSS less the RSS after imports on CPU (weights,
+activations, buffers), or ``torch.cuda.max_memory_allocated`` on a GPU. (Over repeated CPU steps
+glibc keeps freed heap memory, which raises RSS for every implementation; that figure is in the
+JSON as ``peak_memory_repeated_bytes``.) The first step is also the warm-up; time is the median
+over the repeats after it; a training step is forward + backward of the features' mean. FLOPs
+are mmengine's count of the inference forward (with a handle for scaled_dot_product_attention), 2
+per multiply-add, counted in the inference case after its measurements; a training step is taken
+as 3x the forward. The machine's dense float32 matmul rate is measured in the same run. Results
+print as a table and are written to ``benchmark.json`` and ``benchmark.md`` in --out-dir.
 """
 import argparse
 import importlib.util
@@ -46,28 +48,18 @@ RESULT_PREFIX = 'BENCHMARK-RESULT '
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def load_tool_support():
-    """mmcoatnet/tool_support.py read as a file, not through the package: the timm cases run under
-    timm's own Python, which cannot import mmcoatnet (no mmcv there)."""
+def load_memory_helpers():
+    """mmcoatnet/utils/memory.py read as a file, not through the package: the timm cases may run
+    under timm's own Python, which cannot import mmcoatnet (no mmcv there)."""
     spec = importlib.util.spec_from_file_location(
-        'mmcoatnet_tool_support', osp.join(REPO, 'mmcoatnet', 'tool_support.py'))
+        'mmcoatnet_memory', osp.join(REPO, 'mmcoatnet', 'utils', 'memory.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-tool_support = load_tool_support()
-current_rss_bytes, peak_rss_bytes, gib = (tool_support.current_rss_bytes,
-                                          tool_support.peak_rss_bytes, tool_support.gib)
-
-
-def parse_size(text: str):
-    parts = text.lower().split('x')
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f'size {text!r} is not N or HxW')
-    return int(parts[0]), int(parts[1])
+memory = load_memory_helpers()
+current_rss_bytes, peak_rss_bytes, gib = memory.current_rss_bytes, memory.peak_rss_bytes, memory.gib
 
 
 # ----------------------------------------------------------------------------- models (in a case)
@@ -141,18 +133,15 @@ def run_case(case: dict) -> dict:
         with torch.no_grad():
             return model(x)
 
-    if case.get('measure') == 'memory':  # one step from a fresh start: its peak, nothing else
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        peak = (torch.cuda.max_memory_allocated() if cuda
-                else peak_rss_bytes() - rss_after_imports)
-        return dict(case, peak_memory_bytes=peak, torch=torch.__version__)
-    times = []
-    outs = step()  # warm-up: kernels chosen, caches filled
+    outs = step()  # the first step from a fresh start: the step's memory, and the warm-up
+    if cuda:
+        torch.cuda.synchronize()
+    one_step_peak = (torch.cuda.max_memory_allocated() if cuda
+                     else peak_rss_bytes() - rss_after_imports)
     if case.get('save_outputs'):
         torch.save([o.detach().cpu() for o in outs], case['save_outputs'])
     del outs
+    times = []
     while (len(times) < case['min_repeats']
            or (sum(times) < case['min_seconds'] and len(times) < case['max_repeats'])):
         if cuda:
@@ -165,9 +154,12 @@ def run_case(case: dict) -> dict:
     peak = (torch.cuda.max_memory_allocated() if cuda
             else peak_rss_bytes() - rss_after_imports)
     median = statistics.median(times)
-    return dict(case, seconds=median, times=times, images_per_second=case['batch'] / median,
-                peak_memory_repeated_bytes=peak, params=sum(p.numel() for p in model.parameters()),
-                torch=torch.__version__)
+    result = dict(case, seconds=median, times=times, images_per_second=case['batch'] / median,
+                  peak_memory_bytes=one_step_peak, peak_memory_repeated_bytes=peak,
+                  params=sum(p.numel() for p in model.parameters()), torch=torch.__version__)
+    if case.get('count_flops'):  # after the measurements, which it would disturb
+        result['flops'] = count_flops(case)['flops']
+    return result
 
 
 def count_flops(case: dict) -> dict:
@@ -273,17 +265,19 @@ def agreement_line(agreement: dict) -> str:
 
 
 def parse_args(argv=None):
+    from mmcoatnet.utils.sizes import add_sizes_argument
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', default='coatnet-0-rw')
-    parser.add_argument('--sizes', nargs='+', type=parse_size,
-                        default=[(224, 224), (512, 512), (800, 1344), (1024, 1024)])
+    add_sizes_argument(parser, default=[(224, 224), (512, 512), (800, 1344), (1024, 1024)],
+                       help='input sizes')
     parser.add_argument('--impls', nargs='+', choices=IMPLS, default=list(IMPLS))
     parser.add_argument('--modes', nargs='+', choices=('inference', 'train'),
                         default=['inference', 'train'])
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
-    parser.add_argument('--timm-python', help='a Python with timm (default: $TIMM_PYTHON, this one)')
+    parser.add_argument('--timm-python',
+                        help='a Python with timm (default: $TIMM_PYTHON, this one)')
     parser.add_argument('--global-blocks', type=int, nargs='+',
                         help='S3 blocks kept global in mmcoatnet-windowed (default: the model\'s)')
     parser.add_argument('--min-repeats', type=int, default=2)
@@ -292,8 +286,6 @@ def parse_args(argv=None):
                         help='repeat a case until this much time is measured (or max-repeats)')
     parser.add_argument('--case-timeout', type=float, default=1800)
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
-    parser.add_argument('--case', help=argparse.SUPPRESS)
-    parser.add_argument('--flops', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -305,11 +297,12 @@ def machine_description(device: str) -> str:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.case or args.flops:
-        work = run_case if args.case else count_flops
-        print(RESULT_PREFIX + json.dumps(work(json.loads(args.case or args.flops))), flush=True)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (['--case'], ['--flops']):  # a child (run_child): one case, under any Python
+        work = run_case if argv[0] == '--case' else count_flops
+        print(RESULT_PREFIX + json.dumps(work(json.loads(argv[1]))), flush=True)
         return 0
+    args = parse_args(argv)
 
     from mmcoatnet.models.archs import resolve_arch
     timm_name = resolve_arch(args.arch).timm_name
@@ -326,7 +319,8 @@ def main(argv=None) -> int:
     matmul = matmul_flops_per_second(args.device)
     machine = dict(description=machine_description(args.device), matmul_gflops=matmul / 1e9,
                    device=args.device)
-    print(f"machine: {machine['description']}; float32 matmul {matmul / 1e9:.0f} GFLOP/s", flush=True)
+    print(f"machine: {machine['description']}; float32 matmul {matmul / 1e9:.0f} GFLOP/s",
+          flush=True)
 
     base = dict(arch=args.arch, batch=args.batch, device=args.device, threads=args.threads,
                 min_repeats=args.min_repeats, max_repeats=args.max_repeats,
@@ -335,7 +329,8 @@ def main(argv=None) -> int:
     if timm_python:  # one set of weights for every implementation of the architecture
         weights = osp.abspath(osp.join(args.out_dir, f'{timm_name}.safetensors'))
         saved = subprocess.run([timm_python, '-c', (
-            'import sys, timm, torch; from safetensors.torch import save_file; torch.manual_seed(0); '
+            'import sys, timm, torch; from safetensors.torch import save_file; '
+            'torch.manual_seed(0); '
             f'm = timm.create_model({timm_name!r}); '
             'save_file({k: v.contiguous() for k, v in m.state_dict().items()}, sys.argv[1])'),
             weights], capture_output=True, text=True)
@@ -343,47 +338,49 @@ def main(argv=None) -> int:
             print('could not save timm weights, own weights used:', saved.stderr.strip()[-300:])
             weights = None
 
-    # the first size's inference outputs are compared across implementations: same weights, same maps
+    # the first size's inference outputs are compared across implementations: same weights, same
+    # maps
     check_size = args.sizes[0]
     check_input = osp.abspath(osp.join(args.out_dir, 'input.pt'))
     torch.manual_seed(0)
     torch.save(torch.randn(args.batch, 3, *check_size), check_input)
     outputs = {}
 
-    flops = {}
+    flops = {}  # (impl, size): the forward's FLOPs, counted in that impl's inference case
+
+    def flops_of(impl, size):
+        """plain-reference and timm compute what mmcoatnet computes: they take its count."""
+        key = ('mmcoatnet' if impl in ('plain-reference', 'timm') else impl, size)
+        if key not in flops:  # no inference case of it counted them: a process of its own
+            flops[key] = run_child(sys.executable, dict(base, impl=key[0], size=size), 'flops',
+                                   args.case_timeout).get('flops')
+        return flops[key]
+
     results = []
     for size in args.sizes:
-        for impl in impls:
-            flops_impl = 'mmcoatnet' if impl in ('plain-reference', 'timm') else impl
-            key = (flops_impl, size)
-            if key not in flops:
-                counted = run_child(sys.executable, dict(base, impl=flops_impl, size=size),
-                                    'flops', args.case_timeout)
-                flops[key] = counted.get('flops')
         for mode in args.modes:
             for impl in impls:
                 case = dict(base, impl=impl, size=size, mode=mode,
-                            weights=weights if impl in OWN_IMPLS + ('timm',) else None)
+                            weights=weights if impl in OWN_IMPLS + ('timm',) else None,
+                            count_flops=mode == 'inference' and impl not in ('plain-reference',
+                                                                             'timm'))
                 if size == check_size and mode == 'inference' and impl != 'swin-t':
                     outputs[impl] = osp.abspath(osp.join(args.out_dir, f'outputs_{impl}.pt'))
                     case.update(input=check_input, save_outputs=outputs[impl])
                 python = timm_python if impl == 'timm' else sys.executable
-                row = run_child(python, dict(case, measure='time'), 'case', args.case_timeout)
-                memory = run_child(python, dict(case, measure='memory', save_outputs=None),
-                                   'case', args.case_timeout)
-                if 'error' in memory:
-                    row['error'] = f"memory run: {memory['error']}"
-                elif 'error' not in row:
-                    row['peak_memory_bytes'] = memory['peak_memory_bytes']
-                forward = flops[('mmcoatnet' if impl in ('plain-reference', 'timm') else impl, size)]
-                if 'error' not in row and forward:
-                    row['gflops'] = forward * (3 if mode == 'train' else 1) / 1e9
-                    row['achieved_gflops'] = row['gflops'] / row['seconds']
-                    row['matmul_fraction'] = row['achieved_gflops'] * 1e9 / matmul
+                row = run_child(python, case, 'case', args.case_timeout)
+                if 'flops' in row:
+                    flops[(impl, size)] = row.pop('flops')
                 results.append(row)
                 shown = (row['error'] if 'error' in row else
                          f"{row['seconds']:.3f} s, {gib(row['peak_memory_bytes'])} GiB")
                 print(f'{mode:9s} {size_name(size):>9s} {impl:18s} {shown}', flush=True)
+    for row in results:
+        forward = None if 'error' in row else flops_of(row['impl'], tuple(row['size']))
+        if forward:
+            row['gflops'] = forward * (3 if row['mode'] == 'train' else 1) / 1e9
+            row['achieved_gflops'] = row['gflops'] / row['seconds']
+            row['matmul_fraction'] = row['achieved_gflops'] * 1e9 / matmul
 
     for row in results:  # ratios against timm in the same mode and size
         timm_row = next((r for r in results if r['impl'] == 'timm' and r['mode'] == row['mode']
@@ -407,13 +404,14 @@ def main(argv=None) -> int:
         for key in ('weights', 'input', 'save_outputs'):
             if row.get(key):
                 row[key] = osp.basename(row[key])
-    with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
-        json.dump(report, f, indent=1)
+    from mmcoatnet.utils.results import write_json
+    write_json(osp.join(args.out_dir, 'benchmark.json'), report)
     text = markdown(report)
     with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
         f.write(text)
     print(text)
-    print(f'written: {osp.join(args.out_dir, "benchmark.json")}, {osp.join(args.out_dir, "benchmark.md")}')
+    print(f'written: {osp.join(args.out_dir, "benchmark.json")}, '
+          f'{osp.join(args.out_dir, "benchmark.md")}')
     return 0
 
 

@@ -2,10 +2,11 @@
 
     python tools/analysis_tools/compile_benchmark.py CONFIG [--sizes 128x160 160x128 ...]
         [--batch 2] [--backend inductor] [--dynamic auto|true|false] [--modes train inference]
-        [--out docs/compile_cpu_NAME.json] [--cfg-options K=V ...]
+        [--out docs/results/compile_cpu_NAME.json] [--cfg-options K=V ...]
 
-It builds the config's model and optimizer wrapper and makes one synthetic batch per size (as
-train_memory.py does: random instances or label maps, through the config's data preprocessor), then
+It builds the config's model and optimizer wrapper and makes one synthetic batch per size
+(``mmcoatnet.utils.synthetic``: random instances or label maps, through the config's data
+preprocessor), then
 per mode (``train``: ``model.train_step``, compiled as mmengine's ``compile=True`` compiles it;
 ``inference``: ``model.test_step`` without autograd):
 
@@ -17,37 +18,28 @@ per mode (``train``: ``model.train_step``, compiled as mmengine's ``compile=True
 Step times are medians over the sizes of the timed pass. Results print and are written as JSON.
 """
 import argparse
-import json
-import os
 import os.path as osp
 import statistics
+import sys
 import time
-from types import SimpleNamespace
 
 import torch
 
-from mmcoatnet.compile_support import counting_compiles, prepare_compiled_training
-from mmcoatnet.tool_support import add_cfg_options_argument, load_config
+from mmcoatnet.engine.hooks import prepare_compiled_training
+from mmcoatnet.utils.cli import add_cfg_options_argument, exit_status, load_config
+from mmcoatnet.utils.compile_counts import counting_compiles
+from mmcoatnet.utils.results import default_result_path, write_json
+from mmcoatnet.utils.sizes import add_sizes_argument
+from mmcoatnet.utils.synthetic import synthetic_batch
 
 DYNAMIC = dict(auto=None, true=True, false=False)  # torch.compile's dynamic=
-
-
-def parse_size(text: str):
-    try:
-        height, width = (int(side) for side in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'a size is HxW, e.g. 128x160; got {text!r}')
-    if min(height, width) < 32:
-        raise argparse.ArgumentTypeError(f'CoAtNet needs sides of at least 32; got {text!r}')
-    return height, width
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='torch.compile against eager, varying sizes')
     parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
-    parser.add_argument('--sizes', type=parse_size, nargs='+',
-                        default=[(128, 160), (160, 128), (96, 128), (160, 96)],
-                        help='image sizes HxW, one batch each (before the preprocessor pads them)')
+    add_sizes_argument(parser, default=[(128, 160), (160, 128), (96, 128), (160, 96)],
+                       help='image sizes, one batch each (before the preprocessor pads them)')
     parser.add_argument('--batch', type=int, default=2, help='images per batch')
     parser.add_argument('--instances', type=int, default=4, help='objects per image (mmdet)')
     parser.add_argument('--backend', default='inductor', help="torch.compile's backend")
@@ -55,19 +47,13 @@ def parse_args(argv=None):
                         help="torch.compile's dynamic= (auto: None, dynamic after a recompile)")
     parser.add_argument('--modes', nargs='+', choices=['train', 'inference'],
                         default=['train', 'inference'])
-    parser.add_argument('--out', help='JSON path (default work_dirs/compile_benchmark/<config>.json)')
+    parser.add_argument('--out',
+                        help='JSON path (default work_dirs/compile_benchmark/<config>.json)')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error('--batch must be at least 1')
     return args
-
-
-def make_batches(cfg, args) -> list:
-    from train_memory import synthetic_batch  # tools/analysis_tools is the script's own directory
-    return [synthetic_batch(cfg, SimpleNamespace(config=args.config, shape=size, batch=args.batch,
-                                                 instances=args.instances))
-            for size in args.sizes]
 
 
 def timed_pass(step, batches) -> list:
@@ -109,12 +95,11 @@ def measure(args) -> dict:
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).train()  # one process: plain BN
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     prepare_compiled_training(optim_wrapper)  # as tools/train.py does with compile set
-    batches = make_batches(cfg, args)
+    batches = [synthetic_batch(cfg, size, args.batch, args.instances) for size in args.sizes]
     compile_kwargs = dict(backend=args.backend, dynamic=DYNAMIC[args.dynamic])
     result = dict(config=osp.relpath(args.config), sizes=[list(s) for s in args.sizes],
                   batch=args.batch, backend=args.backend, dynamic=args.dynamic,
-                  cfg_options=args.cfg_options or {}, torch=torch.__version__,
-                  threads=torch.get_num_threads(), modes={})
+                  cfg_options=args.cfg_options or {}, threads=torch.get_num_threads(), modes={})
     for mode in args.modes:
         if mode == 'train':
             model.train()
@@ -135,8 +120,9 @@ def report(result: dict) -> str:
     for mode, figures in result['modes'].items():
         first, second = figures['first_pass'], figures['second_pass']
         lines.append(
-            f"{mode:>9}: eager {figures['eager_s']:.3f} s/step, compiled {figures['compiled_s']:.3f}"
-            f" s/step ({figures['compiled_over_eager']:.2f}x eager), compile {figures['compile_s']:.0f}"
+            f"{mode:>9}: eager {figures['eager_s']:.3f} s/step, compiled "
+            f"{figures['compiled_s']:.3f} s/step ({figures['compiled_over_eager']:.2f}x eager), "
+            f"compile {figures['compile_s']:.0f}"
             f" s; first pass {first['graphs']} graphs, {first['recompiles']} recompiles, "
             f"{first['graph_breaks']} graph breaks; second pass {second['graphs']} graphs, "
             f"{second['recompiles']} recompiles")
@@ -147,13 +133,9 @@ def main(argv=None):
     args = parse_args(argv)
     result = measure(args)
     print(report(result))
-    out = args.out or osp.join('work_dirs', 'compile_benchmark',
-                               osp.splitext(osp.basename(args.config))[0] + '.json')
-    os.makedirs(osp.dirname(out) or '.', exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(result, f, indent=1)
-    print(f'written to {out}')
+    out = args.out or default_result_path('compile_benchmark', args.config)
+    print(f'written to {write_json(out, result)}')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(exit_status(main))

@@ -2,7 +2,7 @@
 backbone's share and the attention's share, counted as the papers count them.
 
     python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--proposals 1000]
-        [--out docs/flops.json] [--cfg-options K=V ...]
+        [--out docs/results/flops.json] [--cfg-options K=V ...]
 
 Defaults: 800x1280 (the papers' "1280x800") for detection, 512x2048 ("2048x512") for segmentation;
 the image is padded as the config's data preprocessor pads it. The count is torch's FlopCounterMode
@@ -25,9 +25,6 @@ RelativeAttention, Swin's ShiftWindowMSA): its qkv and output projections and it
 products alone are the batched matmuls and attention kernels inside it.
 """
 import argparse
-import datetime
-import json
-import os
 import os.path as osp
 import re
 import sys
@@ -38,7 +35,10 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from mmcoatnet.tool_support import add_cfg_options_argument, load_config
+from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
+from mmcoatnet.utils.results import append_json
+from mmcoatnet.utils.sizes import add_shape_argument
+from mmcoatnet.utils.synthetic import synthetic_batch
 
 aten = torch.ops.aten
 DEFAULT_SHAPES = dict(mmdet=(800, 1280), mmseg=(512, 2048))
@@ -95,18 +95,14 @@ class Probe(nn.Module):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='MACs and parameters of a detector / segmentor')
     parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input height and width (default 800 1280 for detection, '
-                             '512 2048 for segmentation)')
+    add_shape_argument(parser, help='input height and width (default 800 1280 for detection, '
+                       '512 2048 for segmentation)')
     parser.add_argument('--proposals', type=int, default=1000,
                         help='RoIs given to a two-stage detector\'s RoI head')
     parser.add_argument('--out', help='JSON file to add this result to (one entry per config, '
                              'shape and --cfg-options)')
     add_cfg_options_argument(parser)
-    args = parser.parse_args(argv)
-    if args.shape is not None and min(args.shape) < 32:
-        parser.error('--shape needs sides of at least 32')
-    return args
+    return parser.parse_args(argv)
 
 
 def library_config_path(config: str) -> str:
@@ -123,8 +119,8 @@ def build_model(cfg) -> nn.Module:
     from mmengine.registry import init_default_scope
     scope = cfg.get('default_scope')
     if scope not in DEFAULT_SHAPES:
-        raise SystemExit(f'error: get_flops counts mmdet and mmseg models; this config\'s '
-                         f'default_scope is {scope!r}')
+        raise ToolError(f'get_flops counts mmdet and mmseg models; this config\'s '
+                        f'default_scope is {scope!r}')
     init_default_scope(scope)
     if scope == 'mmdet':
         from mmdet.registry import MODELS
@@ -133,18 +129,10 @@ def build_model(cfg) -> nn.Module:
     return MODELS.build(cfg.model).eval()
 
 
-def synthetic_batch(model: nn.Module, scope: str, shape: Tuple[int, int]):
+def preprocessed_image(model: nn.Module, cfg, shape: Tuple[int, int]):
     """One random image of ``shape`` through the model's own data preprocessor (normalised and
     padded as in testing), with the metainfo the heads read."""
-    height, width = shape
-    meta = dict(img_shape=(height, width), ori_shape=(height, width), scale_factor=(1., 1.))
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample as Sample
-    else:
-        from mmseg.structures import SegDataSample as Sample
-    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
-    batch = dict(inputs=[image], data_samples=[Sample(metainfo=meta)])
-    data = model.data_preprocessor(batch, False)
+    data = model.data_preprocessor(synthetic_batch(cfg, shape), False)
     return data['inputs'], data['data_samples']
 
 
@@ -229,7 +217,7 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int
     model = build_model(cfg)
     scope = cfg.default_scope
     shape = tuple(shape or DEFAULT_SHAPES[scope])
-    inputs, data_samples = synthetic_batch(model, scope, shape)
+    inputs, data_samples = preprocessed_image(model, cfg, shape)
     two_stage = getattr(model, 'with_rpn', False) and getattr(model, 'with_roi_head', False)
     if scope == 'mmdet' and two_stage:
         run = two_stage_forward(proposals)
@@ -264,8 +252,7 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int
                        gmacs=attention_macs / 1e9, share=attention_macs / macs,
                        products_gmacs=product_macs / 1e9, products_share=product_macs / macs,
                        macs=attention_macs, products_macs=product_macs),
-        parts_gmacs={name: value / 1e9 for name, value in parts.items()},
-        torch=torch.__version__, date=datetime.date.today().isoformat())
+        parts_gmacs={name: value / 1e9 for name, value in parts.items()})
 
 
 def describe(report: dict) -> str:
@@ -287,31 +274,15 @@ def describe(report: dict) -> str:
     return '\n'.join(lines)
 
 
-def add_to_json(path: str, report: dict) -> None:
-    """Adds ``report`` to the list in ``path``, replacing an earlier one of the same config, shape
-    and options."""
-    results = []
-    if osp.exists(path):
-        with open(path) as f:
-            results = json.load(f)
-
-    def key(entry):
-        return entry['config'], entry['shape'], entry.get('cfg_options', {})
-    results = [entry for entry in results if key(entry) != key(report)] + [report]
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(results, f, indent=1)
-        f.write('\n')
-
-
 def main(argv=None):
     args = parse_args(argv)
     report = measure(args.config, args.shape, args.proposals, args.cfg_options)
     print(describe(report))
     if args.out:
-        add_to_json(args.out, report)
+        append_json(args.out, report, key=lambda entry: (
+            entry['config'], entry['shape'], entry.get('cfg_options', {})))
         print(f'written to {args.out}')
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(exit_status(main))

@@ -23,7 +23,7 @@ adds about 6 GiB to Mask R-CNN CoAtNet-1's 11 GiB at 800x1333; the price is slow
 iterations). Time is the median iteration after the first. Results print and are written as JSON.
 
 ``--simulate cuda`` estimates a GPU's figures without a GPU and without running the arithmetic:
-two training steps on fake tensors (shapes, no data; ``mmcoatnet/simulation.py``) counted by
+two training steps on fake tensors (shapes, no data; ``mmcoatnet/utils/simulation.py``) counted by
 torch's MemTracker, as a GPU runs them (attention kernels chosen for CUDA, the memory-efficient
 SDPA kernel, CUDA's autocast policy with ``--amp``), once as configured and once with
 ``model.backbone.with_cp=True`` (``--skip-with-cp``: once). It reports the peak split into
@@ -33,10 +33,7 @@ holds beyond its tensors (``CUDA_MARGIN_*``), and names the smallest common card
 real CPU run.
 """
 import argparse
-import ctypes
 import importlib
-import json
-import os
 import os.path as osp
 import statistics
 import sys
@@ -44,11 +41,25 @@ import time
 
 import numpy as np
 import torch
-from mmengine.config import Config
 
-from mmcoatnet.tool_support import (add_cfg_options_argument, current_rss_bytes, default_device, gib,
-                                    load_config, peak_rss_bytes, refuse_amp_without_gpu,
-                                    use_amp_optim_wrapper)
+from mmcoatnet.utils.cli import (
+    ToolError,
+    add_cfg_options_argument,
+    default_device,
+    exit_status,
+    load_config,
+    refuse_amp_without_gpu,
+    use_amp_optim_wrapper,
+)
+from mmcoatnet.utils.memory import (
+    current_rss_bytes,
+    gib,
+    peak_rss_bytes,
+    return_freed_memory_at_once,
+)
+from mmcoatnet.utils.results import default_result_path, write_json
+from mmcoatnet.utils.sizes import add_shape_argument
+from mmcoatnet.utils.synthetic import synthetic_batch
 
 SIMULATION_TARGETS = ('cuda', 'cpu')
 # What a real CUDA run holds beyond its tensors' peak (the simulated figure), added before
@@ -64,8 +75,8 @@ CARD_SIZES_GB = (16, 24, 40, 80)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Peak memory and time of training iterations')
     parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
-    parser.add_argument('--shape', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'),
-                        help='image height and width before the preprocessor pads them')
+    add_shape_argument(parser, default=(800, 1333),
+                       help='image height and width before the preprocessor pads them')
     parser.add_argument('--batch', type=int, default=2, help='images per iteration')
     parser.add_argument('--iters', type=int, default=4, help='training iterations (at least 2)')
     parser.add_argument('--amp', action='store_true', help='float16 mixed precision (GPU only)')
@@ -82,82 +93,16 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.iters < 2:
         parser.error('--iters must be at least 2: the first iteration is not timed')
-    if min(args.shape) < 32 or args.batch < 1:
-        parser.error('--shape needs sides of at least 32 and --batch at least 1')
+    if args.batch < 1:
+        parser.error('--batch must be at least 1')
     if args.amp and args.simulate == 'cpu':
         parser.error('--simulate cpu checks the float32 CPU step; for AMP use --simulate cuda')
     if args.amp and not args.simulate:
-        refuse_amp_without_gpu(args.device, instead='measure (or add --simulate cuda)',
-                               fail=parser.error)
+        try:
+            refuse_amp_without_gpu(args.device, instead='measure (or add --simulate cuda)')
+        except ToolError as error:
+            parser.error(str(error))
     return args
-
-
-def return_freed_memory_at_once() -> bool:
-    """glibc's mallopt(M_MMAP_THRESHOLD, 1 MiB): large blocks are mmap'd and unmapped at free,
-    not kept in the heap. False where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-    except OSError:
-        return False
-    mmap_threshold_option = -3  # M_MMAP_THRESHOLD in malloc.h
-    return libc.mallopt(mmap_threshold_option, 1 << 20) == 1
-
-
-def detection_batch(cfg: Config, args, rng: np.random.Generator) -> dict:
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-
-    height, width = args.shape
-    head = cfg.model.get('roi_head', {}).get('bbox_head', cfg.model.get('bbox_head', {}))
-    head = head[0] if isinstance(head, (list, tuple)) else head  # Cascade: one head per stage
-    num_classes = head.get('num_classes', 80)
-    with_mask = 'mask_head' in cfg.model.get('roi_head', {})
-    inputs, samples = [], []
-    for _ in range(args.batch):
-        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
-        corners = rng.uniform(0, 1, (args.instances, 2, 2)) * [[width, height]]
-        boxes = np.concatenate([corners.min(1), corners.max(1) + 8], axis=1)
-        boxes = np.minimum(boxes, [width, height, width, height]).astype(np.float32)
-        instances = InstanceData(bboxes=torch.from_numpy(boxes),
-                                 labels=torch.from_numpy(rng.integers(0, num_classes, args.instances)))
-        if with_mask:
-            masks = np.zeros((args.instances, height, width), dtype=np.uint8)
-            for mask, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
-                mask[y1:y2, x1:x2] = 1
-            instances.masks = BitmapMasks(masks, height, width)
-        sample = DetDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
-                                             scale_factor=(1., 1.)))
-        sample.gt_instances = instances
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def segmentation_batch(cfg: Config, args, rng: np.random.Generator) -> dict:
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-
-    height, width = args.shape
-    num_classes = cfg.model.decode_head.num_classes
-    inputs, samples = [], []
-    for _ in range(args.batch):
-        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
-        labels = torch.from_numpy(rng.integers(0, num_classes, (1, height, width)))
-        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width)))
-        sample.gt_sem_seg = PixelData(data=labels)
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def synthetic_batch(cfg: Config, args) -> dict:
-    rng = np.random.default_rng(0)
-    scope = cfg.get('default_scope')
-    if scope == 'mmdet':
-        return detection_batch(cfg, args, rng)
-    if scope == 'mmseg':
-        return segmentation_batch(cfg, args, rng)
-    raise SystemExit(f'error: {args.config} has default_scope {scope!r}; this tool measures '
-                     'mmdet and mmseg configs')
 
 
 def measure(args) -> dict:
@@ -180,7 +125,7 @@ def measure(args) -> dict:
     model = MODELS.build(cfg.model)  # weights are not initialised from files: values do not matter
     model = revert_sync_batchnorm(model).to(device).train()  # one process: SyncBN has no group
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    data = synthetic_batch(cfg, args)
+    data = synthetic_batch(cfg, args.shape, args.batch, args.instances)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -211,14 +156,15 @@ def measure(args) -> dict:
 
 
 def simulate_one(args) -> dict:
-    """The simulated peak of the config as given (:func:`mmcoatnet.simulation.simulate_training_memory`),
+    """The simulated peak of the config as given
+    (:func:`mmcoatnet.utils.simulation.simulate_training_memory`),
     in bytes by kind. The batch goes through the config's data preprocessor for real first."""
     from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmcoatnet.simulation import simulate_training_memory
+    from mmcoatnet.utils.simulation import simulate_training_memory
 
     MMLogger.get_instance('train_memory', log_level='WARNING')
     cfg = load_config(args.config, args.cfg_options)
@@ -229,7 +175,7 @@ def simulate_one(args) -> dict:
             cfg.optim_wrapper.pop(key, None)
     init_default_scope(cfg.default_scope)
     preprocessor = MODELS.build(cfg.model.data_preprocessor)
-    batch = preprocessor(synthetic_batch(cfg, args), True)
+    batch = preprocessor(synthetic_batch(cfg, args.shape, args.batch, args.instances), True)
     params = []
 
     def build_model():
@@ -302,7 +248,8 @@ def summary(result: dict) -> str:
     precision = 'AMP float16' if result['amp'] else 'float32'
     where = result.get('gpu', f'CPU, {result.get("threads")} threads')
     lines = [f'{result["config"]}: batch {result["batch"]} of {shape}, {precision}, {where}',
-             f'  iteration: {result["seconds"]:.3f} s (median of {result["iters"] - 1} after the first)']
+             f'  iteration: {result["seconds"]:.3f} s (median of {result["iters"] - 1} after '
+             'the first)']
     if 'peak_allocated_bytes' in result:
         lines.append(f'  peak memory: {gib(result["peak_allocated_bytes"])} GiB allocated, '
                      f'{gib(result["peak_reserved_bytes"])} GiB reserved, of '
@@ -322,12 +269,8 @@ def main(argv=None) -> int:
     result = measure(args)
     bad = [loss for loss in result['losses'] if not np.isfinite(loss)]
     print(summary(result))
-    out = args.out or osp.join('work_dirs', 'train_memory',
-                               osp.splitext(osp.basename(args.config))[0] + '.json')
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(result, f, indent=1)
-    print(f'written to {out}')
+    out = args.out or default_result_path('train_memory', args.config)
+    print(f'written to {write_json(out, result)}')
     if bad:
         print(f'error: non-finite losses {bad}', file=sys.stderr)
         return 1
@@ -336,15 +279,11 @@ def main(argv=None) -> int:
 
 def write_simulation(args, result: dict) -> int:
     print(simulation_summary(result))
-    out = args.out or osp.join('work_dirs', 'train_memory', osp.splitext(
-        osp.basename(args.config))[0] + f'_simulated_{args.simulate}' + ('_amp' if args.amp else '')
-        + '.json')
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(result, f, indent=1)
-    print(f'written to {out}')
+    suffix = f'_simulated_{args.simulate}' + ('_amp' if args.amp else '') + '.json'
+    out = args.out or default_result_path('train_memory', args.config)[:-len('.json')] + suffix
+    print(f'written to {write_json(out, result)}')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(exit_status(main))

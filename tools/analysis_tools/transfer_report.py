@@ -2,16 +2,18 @@
 
     python tools/analysis_tools/transfer_report.py WORK_DIR [--out report.json]
 
-WORK_DIR holds the runs tools/demo.sh transfer makes: pretrain/, and {det,seg}_{scratch,pretrained}/.
-For each task it reads the validation curve of both fine-tuning runs (mmengine's scalars.json) and
-reports each run's final metric and the first validation step at which the pre-trained start reaches
-the scratch run's final value, as a fraction of the budget.
+WORK_DIR holds the runs tools/demo.sh transfer makes: pretrain/, and
+{det,seg}_{scratch,pretrained}/. For each task it reads the validation curve of both fine-tuning
+runs (mmengine's scalars.json) and reports each run's final metric and the first validation step at
+which the pre-trained start reaches the scratch run's final value, as a fraction of the budget.
 """
 import argparse
 import glob
 import json
 import os.path as osp
 import sys
+
+from mmcoatnet.utils.results import write_json
 
 TASKS = {  # task: (metric keys, step unit)
     'det': (('coco/bbox_mAP', 'coco/segm_mAP'), 'epoch'),
@@ -55,8 +57,8 @@ def compare(work_dir: str) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = ['| task | metric | budget | from scratch | pre-trained | pre-trained reaches scratch\'s '
-             'final value at |', '|---|---|---|---:|---:|---|']
+    lines = ['| task | metric | budget | from scratch | pre-trained '
+             '| pre-trained reaches scratch\'s final value at |', '|---|---|---|---:|---:|---|']
     for row in report['rows']:
         reached = row['pretrained_reaches_scratch_final_at']
         where = (f"{row['unit']} {reached} ({row['fraction_of_budget']:.0%} of the budget)"
@@ -80,8 +82,7 @@ def main(argv=None) -> int:
         return 1
     print(markdown(report))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(report, f, indent=1)
+        write_json(args.out, report)
     return 0
 
 

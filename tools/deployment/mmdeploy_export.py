@@ -6,19 +6,18 @@ with dynamic batch, height and width, and its ONNX Runtime results against PyTor
         [--verify-sizes 97x61 333x517 ...] [--record FILE.json] [--cfg-options K=V ...]
 
 Writes DIR/end2end.onnx (mmdeploy's torch2onnx with the torch 2.13 workarounds of
-mmcoatnet/mmdeploy_support.py), traced on a random HxW image (--shape, default 160x160) passed
-through the config's test pipeline. Without CHECKPOINT the weights are random, saved to
+mmcoatnet/deployment/mmdeploy_compat.py), traced on a random HxW image (--shape, default 160x160)
+passed through the config's test pipeline. Without CHECKPOINT the weights are random, saved to
 DIR/random_weights.pth so that both sides of the check use them. --verify-sizes runs random images
 of each size through the test pipeline into mmdeploy's ONNX Runtime model and into mmdet's PyTorch
-detector, and prints how their detections agree: against mmdet as it is, and against mmdet with
-its RPN's NMS across FPN levels, as mmdeploy's graph runs it (mmcoatnet/mmdeploy_support.py).
+detector, and prints how their detections agree: against mmdet as it is, and against mmdet with its
+RPN's NMS across FPN levels, as mmdeploy's graph runs it (mmcoatnet/deployment/mmdeploy_compat.py).
 mmdeploy's dynamic graph also clips boxes to its input, which the data preprocessor pads (to a
 multiple of 32 in mmdet's configs), where mmdet clips them to the image: boxes at the bottom and
 right edges agree only with --cfg-options model.data_preprocessor.pad_size_divisor=1 (the backbone
 takes any size).
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -26,9 +25,17 @@ import sys
 import numpy as np
 import torch
 
-from mmcoatnet.mmdeploy_support import (backend_and_pytorch_detectors, compare_detections,
-                                        export_detector, import_mmdeploy, rpn_nms_across_levels)
-from mmcoatnet.tool_support import add_cfg_options_argument, load_config, parse_size
+from mmcoatnet.deployment.mmdeploy_compat import (
+    backend_and_pytorch_detectors,
+    compare_detections,
+    export_detector,
+    import_mmdeploy,
+    mmdeploy_site,
+    rpn_nms_across_levels,
+)
+from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
+from mmcoatnet.utils.results import write_json
+from mmcoatnet.utils.sizes import add_shape_argument, add_sizes_argument
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_DEPLOY_CFG = osp.join(ROOT, 'configs', 'deploy', 'instance-seg_onnxruntime_dynamic.py')
@@ -44,21 +51,23 @@ def main(argv=None):
     parser.add_argument('checkpoint', nargs='?', help='weights (default: random, saved)')
     parser.add_argument('--work-dir', required=True)
     parser.add_argument('--deploy-cfg', default=DEFAULT_DEPLOY_CFG)
-    parser.add_argument('--shape', type=int, nargs=2, default=(160, 160), metavar=('H', 'W'))
-    parser.add_argument('--verify-sizes', type=parse_size, nargs='*', default=[], metavar='HxW')
+    add_shape_argument(parser, default=(160, 160), help='image size to trace at')
+    add_sizes_argument(parser, '--verify-sizes', default=[], help='image sizes to compare at')
     parser.add_argument('--record', help='JSON file to write the comparison to')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
 
+    if mmdeploy_site() not in sys.path:  # mmdeploy's own directory (tools/install.sh)
+        sys.path.append(mmdeploy_site())
     try:
         import_mmdeploy()
     except RuntimeError as error:
-        raise SystemExit(f'error: {error}')
+        raise ToolError(str(error))
     cfg = load_config(args.config, args.cfg_options)
     if cfg.get('default_scope') != 'mmdet':
-        raise SystemExit(f'error: {args.config} is not an mmdet config (default_scope '
-                         f'{cfg.get("default_scope")!r}); mmdeploy_export exports detectors, '
-                         'tools/deployment/pytorch2onnx.py --what segmentor exports segmentors')
+        raise ToolError(f'{args.config} is not an mmdet config (default_scope '
+                        f'{cfg.get("default_scope")!r}); mmdeploy_export exports detectors, '
+                        'tools/deployment/pytorch2onnx.py --what segmentor exports segmentors')
     os.makedirs(args.work_dir, exist_ok=True)
     checkpoint = args.checkpoint
     if checkpoint is None:
@@ -96,10 +105,9 @@ def main(argv=None):
                   f'{r["min_box_iou"]:.5f}, score diff <= {r["max_score_diff"]:.2g}, mask pixels '
                   f'differing <= {r["max_mask_pixel_diff"]:.3%}', flush=True)
     if args.record:
-        with open(args.record, 'w') as f:
-            json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                           cfg_options=args.cfg_options or {}, results=results), f, indent=1)
+        write_json(args.record, dict(config=args.config, checkpoint=args.checkpoint,
+                                     cfg_options=args.cfg_options or {}, results=results))
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(exit_status(main))

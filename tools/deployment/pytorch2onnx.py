@@ -3,7 +3,7 @@ against PyTorch in onnxruntime.
 
     python tools/deployment/pytorch2onnx.py CONFIG [CHECKPOINT] --out FILE
         [--what backbone|segmentor] [--shape H W] [--opset N]
-        [--verify-sizes 224x224 333x517 ...] [--repeat N] [--record docs/onnx_*.json]
+        [--verify-sizes 224x224 333x517 ...] [--repeat N] [--record docs/results/onnx_*.json]
         [--cfg-options K=V ...]
 
 --what backbone (detection configs): mmdet's extract_feat, backbone + neck, image to FPN maps;
@@ -15,8 +15,6 @@ PyTorch per output; with --repeat N > 0 also both inference times (best of N); -
 the figures to a JSON list.
 """
 import argparse
-import datetime
-import json
 import os
 import os.path as osp
 import platform
@@ -25,9 +23,18 @@ import sys
 import onnxruntime
 import torch
 
-from mmcoatnet.deployment import (DEFAULT_OPSET, WHATS, build_export_model, check_export_options,
-                                  compare_with_torch, export_onnx, onnx_session)
-from mmcoatnet.tool_support import add_cfg_options_argument, load_config, parse_size
+from mmcoatnet.deployment.onnx_export import (
+    DEFAULT_OPSET,
+    WHATS,
+    build_export_model,
+    check_export_options,
+    compare_with_torch,
+    export_onnx,
+    onnx_session,
+)
+from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
+from mmcoatnet.utils.results import append_json
+from mmcoatnet.utils.sizes import add_shape_argument, add_sizes_argument
 
 
 def parse_args(argv=None):
@@ -36,10 +43,11 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', nargs='?', help='weights (default: random)')
     parser.add_argument('--out', required=True, help='the .onnx file to write')
     parser.add_argument('--what', help=f'one of {sorted(WHATS)} (default: by the config\'s scope)')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
-                        help='image size to trace at (the graph takes any size)')
+    add_shape_argument(parser, default=(224, 224),
+                       help='image size to trace at (the graph takes any size)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
-    parser.add_argument('--verify-sizes', type=parse_size, nargs='*', default=[], metavar='HxW')
+    add_sizes_argument(parser, '--verify-sizes', default=[],
+                       help='sizes to compare the file with PyTorch at')
     parser.add_argument('--batch', type=int, default=1, help='batch of the verification images')
     parser.add_argument('--repeat', type=int, default=0, help='timed runs per size (0: untimed)')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads(),
@@ -57,7 +65,7 @@ def main(argv=None):
     try:
         check_export_options(what, args.opset, scope)
     except ValueError as error:
-        raise SystemExit(f'error: {error}')
+        raise ToolError(str(error))
     model = build_export_model(cfg, what, args.checkpoint)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     names = export_onnx(model, args.out, args.shape, args.opset)
@@ -79,20 +87,15 @@ def main(argv=None):
                      f'{result["onnxruntime_seconds"]:.3f} s')
         print(line, flush=True)
     if args.record:
-        entries = []
-        if osp.exists(args.record):
-            with open(args.record) as f:
-                entries = json.load(f)
-        entries.append(dict(
+        append_json(args.record, dict(
             config=osp.relpath(osp.abspath(args.config)), checkpoint=args.checkpoint, what=what,
-            cfg_options=args.cfg_options or {}, opset=args.opset, exporter='torch.onnx dynamo=False',
-            traced_at=list(args.shape), threads=args.threads, torch=torch.__version__,
+            cfg_options=args.cfg_options or {}, opset=args.opset,
+            exporter='torch.onnx dynamo=False',
+            traced_at=list(args.shape), threads=args.threads,
             onnxruntime=onnxruntime.__version__, cpu=platform.processor() or None,
-            load_average=os.getloadavg(), date=datetime.date.today().isoformat(), results=results))
-        with open(args.record, 'w') as f:
-            json.dump(entries, f, indent=1)
+            load_average=os.getloadavg(), results=results))
         print(f'recorded in {args.record}')
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(exit_status(main))

@@ -7,8 +7,8 @@ timm is a test dependency of the project's environment (requirements-lock.txt), 
 For each timm-compatible architecture of ours, it builds timm's model from that architecture's timm
 config with reduced widths and depths (every block type and option is still exercised: stride-2 and
 stride-1 MBConv and transformer blocks, width-changing shortcuts, several heads), randomises every
-parameter and BN statistic from a fixed seed (so LayerScale, BN and bias tables are not near-identity),
-and saves, in float32 safetensors:
+parameter and BN statistic from a fixed seed (so LayerScale, BN and bias tables are not
+near-identity), and saves, in float32 safetensors:
   input.safetensors   one (1, 3, 224, 224) input shared by all architectures
   <arch>.safetensors  'state_dict.<timm key>' tensors (a 10-class classifier included),
                       'out.<i>' = timm's S1-S4 outputs in eval mode (forward_intermediates, before
@@ -86,8 +86,9 @@ def main():
         tensors = {f'state_dict.{k}': v.contiguous() for k, v in model.state_dict().items()}
         tensors.update({f'out.{i}': o.contiguous() for i, o in enumerate(outs)})
         tensors['logits'] = logits.contiguous()
-        meta = dict(arch=arch, timm_config=timm_cfg_name, reduced=dict(REDUCED, rel_pos_mlp_dim=RMLP_DIM),
-                    img_size=IMG_SIZE, timm=timm.__version__, torch=torch.__version__, seed=seed)
+        meta = dict(arch=arch, timm_config=timm_cfg_name,
+                    reduced=dict(REDUCED, rel_pos_mlp_dim=RMLP_DIM), img_size=IMG_SIZE,
+                    timm=timm.__version__, torch=torch.__version__, seed=seed)
         path = os.path.join(args.out_dir, f'{arch}.safetensors')
         save_file(tensors, path, metadata={'fixture': json.dumps(meta)})
         print(f'{arch}: {sum(p.numel() for p in model.parameters())} params, outputs '

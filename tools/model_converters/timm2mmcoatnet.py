@@ -15,8 +15,14 @@ import sys
 
 import torch
 
-from mmcoatnet.checkpoint import (convert_timm_state_dict, guess_architectures, is_timm_coatnet,
-                                  read_checkpoint, timm_classifier_head, unwrap_state_dict)
+from mmcoatnet.checkpoint import (
+    convert_timm_state_dict,
+    guess_architectures,
+    is_timm_coatnet,
+    read_checkpoint,
+    timm_classifier_head,
+    unwrap_state_dict,
+)
 from mmcoatnet.models import ARCH_SETTINGS, CoAtNet
 
 S3_STRIDE = 16

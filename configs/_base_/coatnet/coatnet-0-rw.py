@@ -1,5 +1,13 @@
-# CoAtNet-0 as timm's coatnet-0-rw architecture, initialised from the converted ImageNet weights
-# coatnet_0_rw_224.sw_in1k.
+# CoAtNet-0 as timm's coatnet-0-rw architecture, initialised from timm's ImageNet weights
+# coatnet_0_rw_224.sw_in1k: model.safetensors of the Hugging Face repository
+# timm/coatnet_0_rw_224.sw_in1k, converted once:
+#   hf download timm/coatnet_0_rw_224.sw_in1k model.safetensors \
+#       --local-dir downloads/coatnet_0_rw_224.sw_in1k
+#   python tools/model_converters/timm2mmcoatnet.py \
+#       downloads/coatnet_0_rw_224.sw_in1k/model.safetensors \
+#       checkpoints/coatnet_0_rw_224.sw_in1k.pth
+# tools/train.py prints these commands when the file is missing. The download also loads
+# as it is (converted on load): init_cfg.checkpoint='downloads/.../model.safetensors'.
 # What a recipe takes for its size, beside a protocol base (../protocols/, which holds common.py):
 # shared by the detection and segmentation recipes, so the widths are written once.
 coatnet_channels = [96, 192, 384, 768]  # S1-S4

@@ -1,6 +1,6 @@
 # What every CoAtNet recipe shares, a base of each protocol base (../protocols/); the recipe's
 # coatnet-<n>-rw.py fills in the architecture, its widths and its converted ImageNet checkpoint
-# (README, "ImageNet-pretrained weights").
+# (docs/pretrained-weights.md).
 # No custom_imports here: each protocol base sets it, since the library base it sits beside may set
 # its own (mmdet's and mmseg's ConvNeXt configs import mmpretrain) and bases may not share a key.
 coatnet_backbone_defaults = dict(
@@ -17,6 +17,7 @@ coatnet_backbone_defaults = dict(
 sync_bn = 'torch'
 # Checkpoints carry the RNG states, so a resumed run continues exactly as an uninterrupted one.
 custom_hooks = [dict(type='RandomStateHook')]
-# No weight decay on relative-position parameters, LayerScale and norms.
-coatnet_paramwise_cfg = dict(
-    norm_decay_mult=0., custom_keys={'rel_pos': dict(decay_mult=0.), '.gamma': dict(decay_mult=0.)})
+# The optimizer-wrapper constructor of every recipe: it asks the backbone for each parameter's
+# depth (layer-wise lr decay, off at the default decay_rate=1) and for the parameters that take no
+# weight decay (relative-position tables and MLPs; biases, norms and LayerScale by shape).
+coatnet_optim_constructor = 'CoAtNetLayerDecayOptimizerConstructor'

@@ -12,7 +12,7 @@ model = dict(backbone={{_base_.coatnet_backbone_defaults}})
 optim_wrapper = dict(
     # the protocol's AmpOptimWrapper is what --amp sets; without it the config runs on a CPU too
     type='OptimWrapper',
-    constructor='CoAtNetLayerDecayOptimizerConstructor',
+    constructor={{_base_.coatnet_optim_constructor}},
     # mmdet's recipe decays by 0.7 per step over ConvNeXt-T's 7 steps from stem to heads (its 6
     # layers); a recipe sets decay_rate=0.7 ** (7 / coatnet_decay_steps), which gives its stem the
     # same lr x 0.082

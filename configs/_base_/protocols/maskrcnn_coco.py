@@ -11,5 +11,5 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg={{_base_.coatnet_paramwise_cfg}})
+    constructor={{_base_.coatnet_optim_constructor}})
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -7,8 +7,7 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmcoatnet'], allow_failed_imports=False)
 model = dict(backbone={{_base_.coatnet_backbone_defaults}})
-# CoAtNet's no-decay parameters in place of Swin's names (absolute_pos_embed, ..._bias_table, norm)
-optim_wrapper = dict(paramwise_cfg=dict(
-    _delete_=True,
-    norm_decay_mult={{_base_.coatnet_paramwise_cfg.norm_decay_mult}},
-    custom_keys={{_base_.coatnet_paramwise_cfg.custom_keys}}))
+# CoAtNet's no-decay parameters, from the model, in place of Swin's names (absolute_pos_embed,
+# ..._bias_table, norm); biases also take none, as in mmdet's ConvNeXt and mmpretrain's recipes
+optim_wrapper = dict(constructor={{_base_.coatnet_optim_constructor}},
+                     paramwise_cfg=dict(_delete_=True))

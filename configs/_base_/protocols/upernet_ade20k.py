@@ -14,7 +14,7 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer={{_base_.optim_wrapper.optimizer}},
-    constructor='CoAtNetLayerDecayOptimizerConstructor',
+    constructor={{_base_.coatnet_optim_constructor}},
     # the decay mmseg's ConvNeXt (stage-wise) and BEiT recipes use
     paramwise_cfg=dict(decay_type='stage_wise', decay_rate=0.9))
 auto_scale_lr = dict(enable=False, base_batch_size=16)  # for --auto-scale-lr

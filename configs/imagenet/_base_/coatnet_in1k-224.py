@@ -9,7 +9,7 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmcoatnet', 'mmcoatnet.classification'],
+custom_imports = dict(imports=['mmcoatnet', 'mmcoatnet.models.cls_head'],
                       allow_failed_imports=False)
 
 model = dict(
@@ -48,12 +48,10 @@ base_lr = 1e-3 * 1024 / 4096  # Table 10: peak 1e-3 at batch 4096, scaled linear
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=base_lr, weight_decay=0.05,  # Table 10
                    betas=(0.9, 0.999), eps=1e-8),  # not in Table 10: mmpretrain's Swin values
-    # No weight decay on relative-position tables, norms, biases and LayerScale.
-    paramwise_cfg=dict(
-        _delete_=True,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={'rel_pos': dict(decay_mult=0.0), '.gamma': dict(decay_mult=0.0)}),
+    # No weight decay on relative-position tables, norms, biases and LayerScale: the constructor
+    # asks the backbone which parameters those are (no layer-wise lr decay at its default rate).
+    constructor='CoAtNetLayerDecayOptimizerConstructor',
+    paramwise_cfg=dict(_delete_=True),
     clip_grad=dict(max_norm=1.0))  # Table 10: gradient clip 1.0
 
 max_epochs = 300  # Table 10

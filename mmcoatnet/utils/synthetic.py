@@ -1,0 +1,70 @@
+"""One synthetic batch for a detection or segmentation config, for the tools that measure a whole
+model (memory, FLOPs, compile times): the figures depend on shapes, not on image content."""
+from typing import Tuple
+
+import numpy as np
+import torch
+
+from .errors import ToolError
+
+SCOPES = ('mmdet', 'mmseg')
+
+
+def _num_classes(cfg) -> int:
+    if cfg.default_scope == 'mmseg':
+        return cfg.model.decode_head.num_classes
+    head = cfg.model.get('roi_head', {}).get('bbox_head', cfg.model.get('bbox_head', {}))
+    head = head[0] if isinstance(head, (list, tuple)) else head  # Cascade: one head per stage
+    return head.get('num_classes', 80)
+
+
+def _detection_sample(cfg, meta: dict, instances: int, rng: np.random.Generator):
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    sample = DetDataSample(metainfo=meta)
+    if instances:
+        height, width = meta['img_shape']
+        corners = rng.uniform(0, 1, (instances, 2, 2)) * [[width, height]]
+        boxes = np.concatenate([corners.min(1), corners.max(1) + 8], axis=1)
+        boxes = np.minimum(boxes, [width, height, width, height]).astype(np.float32)
+        gt = InstanceData(bboxes=torch.from_numpy(boxes),
+                          labels=torch.from_numpy(rng.integers(0, _num_classes(cfg), instances)))
+        if 'mask_head' in cfg.model.get('roi_head', {}):
+            masks = np.zeros((instances, height, width), dtype=np.uint8)
+            for mask, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
+                mask[y1:y2, x1:x2] = 1
+            gt.masks = BitmapMasks(masks, height, width)
+        sample.gt_instances = gt
+    return sample
+
+
+def _segmentation_sample(cfg, meta: dict, rng: np.random.Generator):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    sample = SegDataSample(metainfo=meta)
+    labels = rng.integers(0, _num_classes(cfg), (1, *meta['img_shape']))
+    sample.gt_sem_seg = PixelData(data=torch.from_numpy(labels))
+    return sample
+
+
+def synthetic_batch(cfg, shape: Tuple[int, int], batch: int = 1, instances: int = 0,
+                    seed: int = 0) -> dict:
+    """``batch`` random uint8 images of ``shape`` (H, W) with their data samples, as a data loader
+    gives them to the model's data preprocessor: for mmdet, ``instances`` random boxes (and masks
+    where the config has a mask head) per image; for mmseg, a random label map."""
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise ToolError(f'this tool measures {" and ".join(SCOPES)} configs; this config\'s '
+                        f'default_scope is {scope!r}')
+    rng = np.random.default_rng(seed)
+    height, width = shape
+    meta = dict(img_shape=(height, width), ori_shape=(height, width), scale_factor=(1., 1.))
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
+        samples.append(_detection_sample(cfg, meta, instances, rng) if scope == 'mmdet'
+                       else _segmentation_sample(cfg, meta, rng))
+    return dict(inputs=inputs, data_samples=samples)
