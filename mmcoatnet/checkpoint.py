@@ -20,7 +20,7 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
 
 from .models.rel_pos import resize_bias_table
-from .safe_load import mmengine_checkpoint_globals
+from .safe_load import allowing_globals, mmengine_checkpoint_globals
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -51,7 +51,7 @@ def read_checkpoint(path: str, logger: Optional[str] = 'current') -> dict:
             raise FileNotFoundError(
                 f'checkpoint {path} not found; convert a timm checkpoint with '
                 f'tools/model_converters/timm2mmcoatnet.py SRC {path}')
-    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+    with allowing_globals(mmengine_checkpoint_globals()):
         return CheckpointLoader.load_checkpoint(path, map_location='cpu', logger=logger)
 
 

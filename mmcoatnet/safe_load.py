@@ -5,16 +5,22 @@ rebuilt. mmengine's own checkpoints also hold its message hub (``HistoryBuffer``
 and numpy scalars; those few types are allowed here, for the one load, and nothing else.
 :func:`install_safe_checkpoint_loading` puts these loaders in mmengine's place.
 """
+import _compat_pickle
+import codecs
+import contextlib
 import hashlib
 import inspect
 import os
 import os.path as osp
 import pickle
-from typing import Any, Dict, List, Optional
+import types
+from typing import Any, ContextManager, Dict, List, Optional
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
+
+from .models.torch_compat import TORCH_VERSION
 
 
 def _history_buffer_method(owner: Any, name: str) -> Any:
@@ -55,7 +61,8 @@ class CheckpointReadError(ValueError):
 
 # what torch's weights-only unpickler says of a pickle that asks for code (an unknown opcode, by
 # contrast, is a file that is no pickle at all)
-_UNSAFE_MARKERS = ('Unsupported global', 'unrecognized function', 'only HistoryBuffer')
+_UNSAFE_MARKERS = ('Unsupported global', 'unrecognized function', 'only HistoryBuffer',
+                   'Unsupported class')  # the last: torch < 2.4's weights-only wording
 
 
 def _reason(error: Exception) -> str:
@@ -70,10 +77,56 @@ def _unreadable(path: str, what: str, error: Exception) -> CheckpointReadError:
                                'truncated or corrupt: download or save it again')
 
 
+def _global_name(entry: Any) -> tuple:
+    """(module.name, object) of an allow-list entry: an object, or (object, 'module.name')."""
+    if isinstance(entry, tuple):
+        return entry[1], entry[0]
+    return f'{entry.__module__}.{entry.__qualname__}', entry
+
+
+def _restricted_pickle_module(allowed: List[Any]) -> types.ModuleType:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler resolves only torch's own weights-only
+    globals and ``allowed``: for torch < 2.5, whose weights-only unpickler has no safe_globals
+    (2.4 only the global add_safe_globals; 2.1-2.3 no allow-list, and no object built but tensors
+    and dicts)."""
+    from torch._weights_only_unpickler import _get_allowed_globals
+    names = dict(_get_allowed_globals())
+    names['_codecs.encode'] = codecs.encode  # how protocol 2 pickles bytes (numpy arrays' data)
+    names.update(_global_name(entry) for entry in allowed)
+
+    class RestrictedUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            # protocol 2's Python 2 names (__builtin__.getattr), mapped as pickle's find_class does
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+            found = names.get(f'{module}.{name}')
+            if found is None:
+                raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {module}.{name} is not '
+                                             'an allowed global')
+            return found
+
+    module = types.ModuleType('mmcoatnet_restricted_pickle')
+    module.Unpickler = RestrictedUnpickler
+    module.load = lambda file, **kwargs: RestrictedUnpickler(file, **kwargs).load()
+    return module
+
+
+def allowing_globals(allowed: List[Any]) -> ContextManager:
+    """``torch.serialization.safe_globals(allowed)`` (torch >= 2.5); on older torch a no-op, as
+    :func:`safe_torch_load` then allows them itself."""
+    if TORCH_VERSION >= '2.5':
+        return torch.serialization.safe_globals(allowed)
+    return contextlib.nullcontext()
+
+
 def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
-    """``torch.load`` with ``weights_only=True`` and mmengine's checkpoint types allowed."""
+    """``torch.load`` with ``weights_only=True`` and mmengine's checkpoint types allowed (on
+    torch < 2.5: through a pickle unpickler restricted to the same types)."""
     try:
-        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+        if TORCH_VERSION < '2.5':
+            return torch.load(path, map_location=map_location, weights_only=False,
+                              pickle_module=_restricted_pickle_module(mmengine_checkpoint_globals()))
+        with allowing_globals(mmengine_checkpoint_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if not any(marker in str(error) for marker in _UNSAFE_MARKERS):

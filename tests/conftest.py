@@ -6,6 +6,7 @@ import os
 
 import pytest
 from filelock import FileLock
+
 from helpers import DET_EPOCHS, SEG_ITERS, TOY_CLS, run_tool, small_det_config, small_seg_config
 
 
@@ -105,6 +106,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: without xdist, not called
 def pytest_xdist_make_scheduler(config, log):
     """xdist's load scheduling with each FIXTURE_GROUPS entry as one unit of work. (xdist 3.8's
     own xdist_group marks are not honoured under pytest 9: its groups were split across workers.)"""
@@ -122,3 +124,35 @@ def pytest_configure(config):
     if os.environ.get('PYTEST_XDIST_WORKER'):
         import torch
         torch.set_num_threads(1)
+
+
+@pytest.fixture(scope='session')
+def real_layout_data(shared_dir):
+    """The toy scenes as COCO 2017 and ADEChallengeData2016 are laid out (coco/, ade/...), at a
+    root other than data/: 4 training and 2 validation images of 128x128."""
+    return made_once(shared_dir, 'real_layout_data', lambda out: run_tool(
+        'tools/make_toy_data.py', '--out', str(out), '--layout', 'real', '--num-train', '4',
+        '--num-val', '2', '--size', '128'))
+
+
+@pytest.fixture(scope='session')
+def recipe_checkpoints(shared_dir):
+    """checkpoints/ as the recipes expect it, made the way a user makes it: timm's weights (here a
+    randomly initialised timm model; no hub is reachable) as model.safetensors, converted by
+    tools/model_converters/timm2mmcoatnet.py. Returns the folder holding checkpoints/."""
+    def make(folder):
+        import timm
+        import torch
+        from safetensors.torch import save_file
+        for name in ('coatnet_0_rw_224.sw_in1k', 'coatnet_1_rw_224.sw_in1k'):
+            torch.manual_seed(0)
+            model = timm.create_model(name.split('.')[0])
+            download = folder / 'downloads' / name
+            download.mkdir(parents=True)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                      str(download / 'model.safetensors'))
+            run_tool('tools/model_converters/timm2mmcoatnet.py',
+                     str(download / 'model.safetensors'),
+                     str(folder / 'checkpoints' / f'{name}.pth'))
+
+    return made_once(shared_dir, 'recipe_checkpoints', make)

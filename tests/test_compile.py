@@ -9,7 +9,6 @@ import json
 
 import pytest
 import torch
-from helpers import TOY_SEG, run_tool
 
 from mmcoatnet.engine.hooks.compiled_training_hook import (
     keep_optimizer_step_eager,
@@ -19,6 +18,8 @@ from mmcoatnet.models import CoAtNet
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, flex_token_bucket
 from mmcoatnet.models.reference import ReferenceRelativeAttention
 from mmcoatnet.utils.compile_counts import counting_compiles
+
+from helpers import TOY_SEG, run_tool
 
 SIZES = [(128, 160), (96, 128), (160, 96), (64, 224)]  # H and W both change at every step
 
@@ -206,7 +207,7 @@ def test_compile_benchmark_records_times_and_recompiles(tmp_path):
     out = tmp_path / 'compile.json'
     result = run_tool('tools/analysis_tools/compile_benchmark.py', TOY_SEG, '--backend', 'eager',
                       '--modes', 'inference', '--batch', '1', '--sizes', '160x192', '192x160',
-                      '224x160', '--cfg-options', 'model.data_preprocessor.size=None',
+                      '--cfg-options', 'model.data_preprocessor.size=None',
                       'model.data_preprocessor.size_divisor=32', '--out', str(out))
     assert 'inference: eager' in result.stdout
     figures = json.loads(out.read_text())['modes']['inference']

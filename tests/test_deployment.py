@@ -10,7 +10,6 @@ import onnxruntime  # noqa: F401  (the deploy extra: tools/install.sh installs i
 import pytest
 import torch
 import torch.nn as nn
-from helpers import TOY_DET, TOY_SEG, run_tool
 
 from mmcoatnet.deployment.onnx_export import (
     MIN_OPSET,
@@ -25,6 +24,8 @@ from mmcoatnet.deployment.onnx_export import (
     run_onnx,
 )
 from mmcoatnet.utils.cli import load_config
+
+from helpers import TOY_DET, TOY_SEG, run_tool
 
 # none a multiple of 32, and none the size the files are traced at (64x96)
 SIZES = [(97, 61), (224, 224), (333, 517)]

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+
 from helpers import ROOT, logged_runs, run_tool, scalars, small_det_config, small_seg_config
 
 # tests/ on the path of the started processes, for the dist_helpers module

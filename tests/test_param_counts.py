@@ -1,5 +1,7 @@
-"""Parameter counts of every architecture in the README's tables ("Architectures" and the timm
-weights), read from the README itself, so the published figures and the code cannot drift apart."""
+"""Parameter counts of every architecture in the documentation's tables (the architecture table and
+the timm weights), read from the pages themselves, so the published figures and the code cannot
+drift apart."""
+import glob
 import os.path as osp
 import re
 
@@ -8,7 +10,8 @@ import torch
 
 from mmcoatnet.models import ARCH_SETTINGS, CoAtNet
 
-README = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'README.md')
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PAGES = [osp.join(ROOT, 'README.md')] + sorted(glob.glob(osp.join(ROOT, 'docs', '*.md')))
 HEAD_CLASSES = 1000  # "with head": a 1000-class linear classifier on the last stage's width
 PAPER_ARCHS = {f'coatnet-{i}' for i in range(5)}
 
@@ -37,9 +40,11 @@ def markdown_tables(text: str):
 
 def published_counts():
     """(arch, 'backbone' or 'with head', figure as printed, e.g. '23.68M') for every parameter
-    figure in a README table whose rows are architectures."""
-    with open(README, encoding='utf-8') as f:
-        tables = markdown_tables(f.read())
+    figure in a documentation table whose rows are architectures."""
+    tables = []
+    for page in PAGES:
+        with open(page, encoding='utf-8') as f:
+            tables += markdown_tables(f.read())
     found = []
     for row in (row for table in tables for row in table if '`arch`' in row):
         arch = row['`arch`'].strip('`')
@@ -54,7 +59,7 @@ def published_counts():
 PUBLISHED = published_counts()
 
 
-def test_the_readme_publishes_every_paper_and_timm_architecture():
+def test_the_docs_publish_every_paper_and_timm_architecture():
     backbone = {arch for arch, kind, _ in PUBLISHED if kind == 'backbone'}
     with_head = {arch for arch, kind, _ in PUBLISHED if kind == 'with head'}
     timm_archs = {name for name in ARCH_SETTINGS if name.endswith('-rw')}
@@ -63,7 +68,7 @@ def test_the_readme_publishes_every_paper_and_timm_architecture():
 
 @pytest.mark.parametrize('arch, kind, figure', PUBLISHED,
                          ids=[f'{arch} {kind}' for arch, kind, _ in PUBLISHED])
-def test_parameter_count_equals_the_readme_to_its_printed_precision(arch, kind, figure):
+def test_parameter_count_equals_the_docs_to_their_printed_precision(arch, kind, figure):
     match = re.fullmatch(r'(\d+)\.(\d+)M', figure)
     assert match, f'{arch}: {kind} figure {figure!r} is not like 23.68M'
     with torch.device('meta'):  # shapes only: no memory, no initialisation work
@@ -73,4 +78,4 @@ def test_parameter_count_equals_the_readme_to_its_printed_precision(arch, kind, 
         width = model.out_channels[-1]  # S4's: out_indices default to all four stages
         count += width * HEAD_CLASSES + HEAD_CLASSES
     printed = round(count / 1e6, len(match.group(2)))
-    assert printed == float(figure[:-1]), f'{arch} {kind}: {count} parameters, README {figure}'
+    assert printed == float(figure[:-1]), f'{arch} {kind}: {count} parameters, docs {figure}'

@@ -11,8 +11,9 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import TOY_CLS, run_tool
 from mmengine.config import Config
+
+from helpers import TOY_CLS, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 IMAGENET = osp.join(ROOT, 'configs', 'imagenet')

@@ -1,17 +1,25 @@
 """The published-protocol recipes: each one equals the library config it inherits except where the
-backbone needs otherwise, and one real training iteration of each family runs on the toy data
-through mmdet's and mmseg's own tools/train.py (and ours), scaled down with --cfg-options."""
+backbone needs otherwise; each family, as shipped, trains a few iterations and evaluates on the
+toy scenes laid out as COCO 2017 and ADE20K at a root other than data/, from checkpoints converted
+from timm's weights, through our tools and mmdet's and mmseg's own; only the schedule and the
+image size are changed on the command line."""
 import glob
 import json
+import os
 import os.path as osp
+import re
 
 import pytest
-from helpers import ROOT, run_tool
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.utils import get_installed_path
 
 from mmcoatnet.safe_load import safe_torch_load
+
+from helpers import ROOT, run_tool
+
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
+TEST = osp.join(ROOT, 'tools', 'test.py')
 
 MASK_RCNN_REF = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 CASCADE_REF = ('mmdet::convnext/'
@@ -163,52 +171,49 @@ def library_tool(package, name):
     return osp.join(get_installed_path(package), '.mim', 'tools', name)
 
 
-def shrunk_pipeline(cfg, key, factor):
-    """--cfg-options that divide every resize scale and crop size of the training pipeline at
-    ``key`` by ``factor``, the recipe's transforms otherwise as they are."""
+def shrunk(node, path, factor):
+    """--cfg-options that divide every resize scale and crop size under ``node`` (a pipeline, a
+    model's test_cfg) by ``factor``, the recipe's settings otherwise as they are."""
     options = []
-
-    def visit(node, path):
-        if isinstance(node, (list, tuple)):
-            for i, item in enumerate(node):
-                visit(item, f'{path}.{i}')
-        elif isinstance(node, dict):
-            for field in ('scales', 'scale', 'crop_size'):
-                value = node.get(field)
-                if value is None:
-                    continue
-                if isinstance(value[0], (list, tuple)):
-                    value = [tuple(s // factor for s in size) for size in value]
-                else:
-                    value = tuple(s // factor for s in value)
-                options.append(f'{path}.{field}={value!r}'.replace(' ', ''))
-            if 'transforms' in node:  # RandomChoice: lists of transform lists
-                visit(node['transforms'], f'{path}.transforms')
-
-    visit(cfg.train_dataloader.dataset.pipeline, key)
-    assert options, 'nothing to scale down: the run would train at full size'
+    if isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            options += shrunk(item, f'{path}.{i}', factor)
+    elif isinstance(node, dict):
+        for field in ('scales', 'scale', 'crop_size', 'stride', 'size'):
+            value = node.get(field)
+            if not isinstance(value, (list, tuple)):
+                continue
+            if isinstance(value[0], (list, tuple)):
+                value = [tuple(s // factor for s in size) for size in value]
+            else:
+                value = tuple(s // factor for s in value)
+            options.append(f'{path}.{field}={value!r}'.replace(' ', ''))
+        if 'transforms' in node:  # RandomChoice: lists of transform lists
+            options += shrunk(node['transforms'], f'{path}.transforms', factor)
     return options
 
 
-def det_options(recipe, toy_data, work_dir):
+def schedule_and_size(recipe, factor):
+    """The only changes a recipe gets here: a schedule of a few iterations and images ``factor``
+    times smaller (its resizes, crops and, for UperNet, the sliding-window test), and data loading
+    in the main process."""
     cfg = Config.fromfile(osp.join(ROOT, 'configs', recipe))
-    stages = cfg.model.train_cfg.rcnn
-    samplers = ([f'model.train_cfg.rcnn.{i}.sampler.num=32' for i in range(len(stages))]
-                if isinstance(stages, list) else ['model.train_cfg.rcnn.sampler.num=32'])
-    return ['--work-dir', str(work_dir), '--cfg-options',
-            f'train_dataloader.dataset.data_root={toy_data}/toy_coco/',
-            'train_dataloader.dataset.ann_file=annotations/instances_train.json',
-            'train_dataloader.dataset.data_prefix.img=train/',
-            'train_dataloader.dataset.metainfo.classes=(circle,square,triangle)',
-            'train_dataloader.dataset.indices=1', 'train_dataloader.batch_size=1',
-            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            'val_dataloader=None', 'val_cfg=None', 'val_evaluator=None',
-            'train_cfg.max_epochs=1', 'model.backbone.init_cfg=None',
-            'model.train_cfg.rpn_proposal.nms_pre=200',
-            'model.train_cfg.rpn_proposal.max_per_img=64',
-            'default_hooks.checkpoint.save_last=False', 'default_hooks.checkpoint.interval=2',
-            'default_hooks.logger.interval=1', 'randomness.seed=0',
-            *samplers, *shrunk_pipeline(cfg, 'train_dataloader.dataset.pipeline', 5)]
+    options = []
+    for split in ('train', 'val', 'test'):
+        options += [f'{split}_dataloader.num_workers=0',
+                    f'{split}_dataloader.persistent_workers=False']
+        options += shrunk(cfg[f'{split}_dataloader'].dataset.pipeline,
+                          f'{split}_dataloader.dataset.pipeline', factor)
+    if cfg.train_cfg.type == 'IterBasedTrainLoop':
+        options += ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                    'default_hooks.checkpoint.interval=2']
+        options += shrunk(cfg.model.test_cfg, 'model.test_cfg', factor)
+        options += shrunk(cfg.model.data_preprocessor, 'model.data_preprocessor', factor)
+    else:
+        # one epoch of one image, then the validation
+        options += ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+                    'train_dataloader.batch_size=1', 'train_dataloader.dataset.indices=1']
+    return options + ['default_hooks.logger.interval=1', 'randomness.seed=0']
 
 
 def losses(work_dir):
@@ -220,70 +225,125 @@ def losses(work_dir):
     return records
 
 
+def evaluation(work_dir):
+    """The last evaluation record a run of tools/train.py or tools/test.py logged: its metrics
+    (none where an untrained detector found no object in the images)."""
+    records = []
+    for log in glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')) + \
+            glob.glob(osp.join(work_dir, '*', '*.json')):
+        with open(log) as f:
+            records += [json.loads(line) for line in f if '"loss"' not in line]
+    assert records, f'no evaluation logged in {work_dir}'
+    return records[-1]
+
+
+def dumped_config(work_dir):
+    """The config a run used, as mmengine dumps it into its work dir."""
+    path, = glob.glob(osp.join(work_dir, '*.py'))
+    return Config.fromfile(path)
+
+
+def run_recipe(tool, recipe, cwd, *args):
+    """A tool run on a recipe from ``cwd``, which holds checkpoints/ (the recipe's pretrained
+    backbone, relative to where the tool runs)."""
+    return run_tool(tool, osp.join(ROOT, 'configs', recipe), *args, cwd=cwd)
+
+
+@pytest.fixture
+def workdir(tmp_path, recipe_checkpoints):
+    """A folder to run recipes from: checkpoints/ as a user has it after the download commands."""
+    os.symlink(recipe_checkpoints / 'checkpoints', tmp_path / 'checkpoints')
+    return tmp_path
+
+
 @pytest.mark.slow
-def test_mask_rcnn_recipe_trains_one_iteration_with_mmdets_own_train_tool(tmp_path, toy_data):
-    recipe = 'maskrcnn_coatnet0_ms-3x_coco.py'
-    result = run_tool(library_tool('mmdet', 'train.py'), osp.join('configs', recipe),
-                 *det_options(recipe, toy_data, tmp_path / 'w'))
-    records = losses(tmp_path / 'w')
-    assert len(records) == 1 and records[0]['loss'] > 0
-    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'} <= records[0].keys()
+def test_mask_rcnn_1x_trains_and_evaluates_on_coco_at_another_root(workdir, real_layout_data):
+    """configs/maskrcnn_coatnet1_coco.py as shipped, its ImageNet weights from checkpoints/, on a
+    COCO 2017 layout under a root other than data/ (which does not exist): --data-root moves the
+    datasets and the evaluator's annotation file, and tools/test.py evaluates the checkpoint."""
+    recipe, root = 'maskrcnn_coatnet1_coco.py', str(real_layout_data / 'coco')
+    options = ['--data-root', root, '--cfg-options', *schedule_and_size(recipe, 8)]
+    result = run_recipe(TRAIN, recipe, workdir, '--work-dir', str(workdir / 'w'), *options)
+    # the converted timm checkpoint, every tensor of it, reported by the checkpoint adapter
+    assert re.search(r'loaded (\d+)/\1 tensors from checkpoints/coatnet_1_rw_224.sw_in1k.pth',
+                     result.stdout + result.stderr)
+    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'} <= losses(workdir / 'w')[0].keys()
+    used = dumped_config(workdir / 'w')
+    assert used.val_evaluator.ann_file == osp.join(root, 'annotations', 'instances_val2017.json')
+    assert used.test_evaluator.ann_file == used.val_evaluator.ann_file
+    assert used.train_dataloader.dataset.data_root == root
+    run_recipe(TEST, recipe, workdir, str(workdir / 'w' / 'epoch_1.pth'),
+               '--work-dir', str(workdir / 't'), *options)
+    assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= evaluation(workdir / 't').keys()
+
+
+def test_without_data_root_the_evaluator_file_left_behind_is_named(tmp_path, real_layout_data):
+    """The dataloaders' data_root alone moved: the evaluator would still read data/coco's
+    annotations, and the preflight names that file before anything is built."""
+    root = str(real_layout_data / 'coco') + '/'
+    result = run_tool(TRAIN, osp.join(ROOT, 'configs', 'maskrcnn_coatnet0_coco.py'),
+                      '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                      f'train_dataloader.dataset.data_root={root}',
+                      f'val_dataloader.dataset.data_root={root}',
+                      'model.backbone.init_cfg=None', check=False, cwd=tmp_path)
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert 'data/coco/annotations/instances_val2017.json' in result.stderr
+    assert '--data-root' in result.stderr
+
+
+@pytest.mark.slow
+def test_mask_rcnn_3x_trains_with_mmdets_own_tool_and_every_path_set(workdir, real_layout_data):
+    """mmdet's own tools/train.py takes no --data-root: the documented --cfg-options equivalent
+    (docs/training.md) sets every dataset and evaluator path."""
+    recipe, root = 'maskrcnn_coatnet0_ms-3x_coco.py', str(real_layout_data / 'coco') + '/'
+    paths = [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')]
+    paths += [f'{split}_evaluator.ann_file={root}annotations/instances_val2017.json'
+              for split in ('val', 'test')]
+    result = run_recipe(library_tool('mmdet', 'train.py'), recipe, workdir,
+                        '--work-dir', str(workdir / 'w'), '--cfg-options', *paths,
+                        *schedule_and_size(recipe, 8))
     assert 'CoAtNet' in result.stdout + result.stderr
+    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'} <= losses(workdir / 'w')[0].keys()
+    assert 'Evaluating bbox' in result.stdout + result.stderr  # the validation after the epoch
 
 
 @pytest.mark.slow
-def test_cascade_recipe_trains_one_iteration_with_layer_decay(tmp_path, toy_data):
+def test_cascade_recipe_trains_with_layer_decay_and_validates(workdir, real_layout_data):
     recipe = 'cascade-maskrcnn_coatnet0_ms-3x_coco.py'
-    result = run_tool('tools/train.py', osp.join('configs', recipe),
-                 *det_options(recipe, toy_data, tmp_path / 'w'))
+    result = run_recipe(TRAIN, recipe, workdir, '--work-dir', str(workdir / 'w'),
+                        '--data-root', str(real_layout_data / 'coco'), '--cfg-options',
+                        *schedule_and_size(recipe, 8))
     log = result.stdout + result.stderr
     assert 'CoAtNetLayerDecayOptimizerConstructor: layer_wise' in log
     assert 'backbone.stages.3.blocks.1.*' in log
-    records = losses(tmp_path / 'w')
-    assert len(records) == 1
+    records = losses(workdir / 'w')
     # three GIoU stages and three mask stages
     assert {f's{i}.loss_bbox' for i in range(3)} | {f's{i}.loss_mask' for i in range(3)} \
         <= records[0].keys()
-
-
-def seg_options(toy_data, work_dir):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'upernet_coatnet0_ade20k.py'))
-    data = [f'{split}_dataloader.{key}' for split in ('train', 'test')
-            for key in ('num_workers=0', 'persistent_workers=False')]
-    return ['--work-dir', str(work_dir), '--cfg-options',
-            f'train_dataloader.dataset.data_root={toy_data}/toy_ade',
-            f'test_dataloader.dataset.data_root={toy_data}/toy_ade',
-            'train_dataloader.dataset.indices=2', 'test_dataloader.dataset.indices=1', *data,
-            'val_dataloader=None', 'val_cfg=None', 'val_evaluator=None',
-            'train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1',
-            'default_hooks.logger.interval=1', 'randomness.seed=0',
-            # a small backbone and heads: the checkpoint the --tta test reads stays small
-            'model.backbone.arch=coatnet-pico', 'model.backbone.init_cfg=None',
-            'model.decode_head.in_channels=[32,64,128,256]', 'model.decode_head.channels=64',
-            'model.auxiliary_head.in_channels=128', 'model.auxiliary_head.channels=32',
-            'model.data_preprocessor.size=(128,128)',
-            *shrunk_pipeline(cfg, 'train_dataloader.dataset.pipeline', 4)]
+    assert 'Evaluating bbox' in log  # the validation after the epoch
 
 
 @pytest.mark.slow
-def test_upernet_recipe_trains_with_mmsegs_tool_and_tests_single_scale_and_with_tta(tmp_path,
-                                                                                    toy_data):
-    config = osp.join('configs', 'upernet_coatnet0_ade20k.py')
-    options = seg_options(toy_data, tmp_path / 'w')
-    result = run_tool(library_tool('mmseg', 'train.py'), config, *options)
+def test_upernet_recipe_trains_with_mmsegs_tool_and_tests_single_scale_and_with_tta(
+        workdir, real_layout_data):
+    recipe, root = 'upernet_coatnet0_ade20k.py', real_layout_data / 'ade' / 'ADEChallengeData2016'
+    paths = [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')]
+    options = ['--cfg-options', *paths, *schedule_and_size(recipe, 4)]
+    result = run_recipe(library_tool('mmseg', 'train.py'), recipe, workdir,
+                        '--work-dir', str(workdir / 'w'), *options)
     assert 'CoAtNetLayerDecayOptimizerConstructor: stage_wise' in result.stdout + result.stderr
-    checkpoint = tmp_path / 'w' / 'iter_1.pth'
+    checkpoint = workdir / 'w' / 'iter_2.pth'
     # the groups the optimizer trained with: stem, S1-S4 and the heads at 0.9^5 ... 0.9^0
     groups = safe_torch_load(str(checkpoint))['optimizer']['param_groups']
     scales = sorted({round(g['initial_lr'] / 1e-4, 6) for g in groups})
     assert scales == [round(0.9 ** k, 6) for k in range(5, -1, -1)]
     assert {g['weight_decay'] for g in groups} == {0.05, 0.}
-    assert len(losses(tmp_path / 'w')) == 1
-    # evaluation as the README gives it: single-scale, and multi-scale + flip with mmseg's --tta
-    test = options[2:]  # the same --cfg-options, another work dir
-    single = run_tool('tools/test.py', config, str(checkpoint), '--work-dir',
-                      str(tmp_path / 't1'), *test)
-    tta = run_tool(library_tool('mmseg', 'test.py'), config, str(checkpoint), '--tta',
-                   '--work-dir', str(tmp_path / 't2'), *test)
-    for output in (single, tta):
-        assert 'mIoU' in output.stdout + output.stderr
+    assert len(losses(workdir / 'w')) == 2
+    # evaluation as docs/training.md gives it: single-scale with our tool and --data-root, and
+    # multi-scale + flip with mmseg's own --tta
+    run_recipe(TEST, recipe, workdir, str(checkpoint), '--work-dir', str(workdir / 't1'),
+               '--data-root', str(root), '--cfg-options', *schedule_and_size(recipe, 4))
+    run_recipe(library_tool('mmseg', 'test.py'), recipe, workdir, str(checkpoint), '--tta',
+               '--work-dir', str(workdir / 't2'), *options)
+    for work_dir in ('t1', 't2'):
+        assert 'mIoU' in evaluation(workdir / work_dir)

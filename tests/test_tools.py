@@ -14,6 +14,8 @@ import time
 
 import pytest
 import torch
+from mmengine.config import Config
+
 from helpers import (
     ROOT,
     TOOL_ENV,
@@ -26,7 +28,6 @@ from helpers import (
     scalars,
     small_det_config,
 )
-from mmengine.config import Config
 
 SHIPPED = sorted(glob.glob(osp.join(ROOT, 'configs', '*.py')) +
                  glob.glob(osp.join(ROOT, 'configs', 'toy', '*.py')))

@@ -5,9 +5,10 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import run_tool, small_det_config, small_seg_config
 
 from mmcoatnet.models import CoAtNet
+
+from helpers import run_tool, small_det_config, small_seg_config
 
 
 class CreatesFile:

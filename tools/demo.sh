@@ -44,8 +44,21 @@ checkpoint=$(cat "$work_dir/last_checkpoint")
 "$PY" tools/test.py "$config" "$checkpoint" --work-dir "$work_dir/test"
 "$PY" tools/draw_predictions.py "$config" "$checkpoint" --out "$work_dir/predictions" --num 6
 
+# the figures docs/results/demo_<task>.json holds, when copied there (tools/dev/docs_tables.py)
+"$PY" - "$work_dir" "$config" "$task" "$(( $(date +%s) - start ))" <<'EOF'
+import glob, json, sys
+from mmcoatnet.utils.results import write_json
+work_dir, config, task, seconds = sys.argv[1:]
+with open(sorted(glob.glob(f'{work_dir}/test/*/*.json'))[-1]) as f:
+    metrics = json.load(f)
+keys = {'det': ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'), 'seg': ('mIoU', 'aAcc')}
+write_json(f'{work_dir}/demo_{task}.json', dict(
+    target={'det': 'demo', 'seg': 'demo-seg'}[task], config=config, seconds=int(seconds),
+    metrics={key: metrics[key] for key in keys[task]}))
+EOF
+
 echo
 echo "demo ($task) finished in $(( $(date +%s) - start )) s"
 echo "  checkpoint:  $checkpoint"
-echo "  metrics:     the last 'Epoch(test)' / 'Iter(test)' line above, and $work_dir/test/"
+echo "  metrics:     the last 'Epoch(test)' / 'Iter(test)' line above, $work_dir/demo_$task.json"
 echo "  predictions: $work_dir/predictions/*.png (left: ground truth, right: prediction)"

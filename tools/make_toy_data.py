@@ -195,7 +195,7 @@ def write_cls(root: str, split: str, per_class: int, rng: np.random.Generator, s
     return per_class * len(CLASSES)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='data')
     parser.add_argument('--seed', type=int, default=0)
@@ -210,7 +210,11 @@ def main(argv=None):
     parser.add_argument('--only', choices=['coco', 'ade', 'cls'], help='make one of the datasets')
     parser.add_argument('--layout', choices=sorted(LAYOUTS), default='toy',
                         help="'real': COCO 2017's and ADE20K's own folders, names and classes")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     layout = LAYOUTS[args.layout]
     rng = np.random.default_rng(args.seed)
     if args.only in (None, 'coco'):

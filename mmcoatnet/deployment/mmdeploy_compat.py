@@ -28,6 +28,8 @@ from typing import Dict, Optional
 
 import torch
 
+from .onnx_export import torchscript_exporter
+
 MMDEPLOY_VERSION = '1.3.1'
 ONNX_INT64 = 7  # onnx.TensorProto.INT64
 
@@ -65,7 +67,7 @@ def mmdeploy_on_this_torch():
     import torch.onnx.symbolic_opset9 as opset9
     export = torch.onnx.export
     had_cast_long = hasattr(opset9, '_cast_Long')
-    torch.onnx.export = functools.partial(export, dynamo=False)
+    torch.onnx.export = functools.partial(export, **torchscript_exporter())
     if not had_cast_long:
         opset9._cast_Long = _cast_long
     try:

@@ -28,6 +28,14 @@ DEFAULT_OPSET = 17  # LayerNormalization is one ONNX op from 17 on
 INPUT_NAME = 'image'
 
 
+def torchscript_exporter() -> dict:
+    """The keyword that picks torch.onnx's TorchScript exporter: ``dynamo=False`` where torch
+    has the choice (2.5 on; the default from 2.9), nothing before, where it is the only one."""
+    import inspect
+    return dict(dynamo=False) if 'dynamo' in inspect.signature(torch.onnx.export).parameters \
+        else {}
+
+
 def max_opset() -> int:
     from torch.onnx import _constants  # the TorchScript exporter's own limit
     return _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
@@ -150,7 +158,7 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
                                 module=r'mmcoatnet\.models\.backbone')
         warnings.filterwarnings('ignore', message='You are using the legacy TorchScript')
         traceable = make_adaptive_pools_traceable(copy.deepcopy(model))
-        torch.onnx.export(traceable, (image,), path, dynamo=False, opset_version=opset,
+        torch.onnx.export(traceable, (image,), path, **torchscript_exporter(), opset_version=opset,
                           input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes)
     return names
 

@@ -23,6 +23,7 @@ from .rel_pos import (
     table_size,
     toeplitz_blocks,
 )
+from .torch_compat import FLEX_ATTENTION, is_compiling, require_torch
 
 
 def exporting() -> bool:
@@ -34,7 +35,7 @@ def exporting() -> bool:
 def symbolic_or_int_size(feat_size: Size) -> Size:
     """(H, W) as Python ints, except under torch.compile: there int() would turn symbolic sizes
     into constants, one recompilation per feature size."""
-    if torch.compiler.is_compiling():
+    if is_compiling():
         return tuple(feat_size)
     return int(feat_size[0]), int(feat_size[1])
 
@@ -66,7 +67,7 @@ class CachedBiasProvider(nn.Module):
 
     def _cache_entry(self, feat_size: Size) -> Optional[dict]:
         """The cache slot for this size, or None when caching is not allowed now."""
-        if torch.compiler.is_compiling():  # a size in a dict key would specialise the graph on it
+        if is_compiling():  # a size in a dict key would specialise the graph on it
             return None
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if self.training or needs_grad:
@@ -242,11 +243,7 @@ def flex_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     be a constant of the compiled kernel (dynamic=True fails to build on CPUs:
     docs/torch-compile.md)."""
     global _compiled_flex_attention
-    try:
-        from torch.nn.attention.flex_attention import flex_attention
-    except ImportError as error:
-        raise RuntimeError(f'attention_impl="flex" needs torch.nn.attention.flex_attention, which '
-                           f'torch {torch.__version__} lacks; use attention_impl="auto"') from error
+    from torch.nn.attention.flex_attention import flex_attention
     if _compiled_flex_attention is None:
         _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
     tokens = int(q.shape[-2])
@@ -285,6 +282,8 @@ class RelativeAttention(nn.Module):
         super().__init__()
         if impl not in ATTENTION_IMPLS:
             raise ValueError(f'attention impl {impl!r} is not one of {ATTENTION_IMPLS}')
+        if impl == 'flex':
+            require_torch(FLEX_ATTENTION, "attention_impl='flex' (FlexAttention)")
         self.impl = impl
         self.max_bias_bytes = max_bias_bytes
         if attn_channels % head_dim:

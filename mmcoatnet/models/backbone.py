@@ -14,6 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .archs import ARCH_SETTINGS, ArchSpec, resolve_arch
 from .attention import CachedBiasProvider, RelativePositionBias
 from .blocks import CoAtNetStage, LayerScale, MBConv, Stem, TransformerBlock
+from .torch_compat import autocast_enabled
 from .windows import as_window_size
 
 MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input
@@ -243,7 +244,7 @@ class CoAtNet(BaseModule):
                              f'(N, {self.in_channels}, H, W), got shape {tuple(x.shape)}; '
                              'set in_channels in the backbone config to match the data')
         weight = self.stem.conv1.weight
-        autocast = x.is_floating_point() and torch.is_autocast_enabled(x.device.type)
+        autocast = x.is_floating_point() and autocast_enabled(x.device.type)
         if x.dtype != weight.dtype and not autocast:
             raise TypeError(f'CoAtNet\'s weights are {weight.dtype} but the input is {x.dtype}; '
                             f'convert the images to {weight.dtype} (mmdet\'s and mmseg\'s data '

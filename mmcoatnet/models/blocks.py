@@ -15,6 +15,7 @@ from .archs import ConvOptions, TransformerOptions
 from .attention import RelativeAttention, build_bias_provider, exporting
 from .norm_act import norm_act
 from .rel_pos import Size
+from .torch_compat import is_compiling
 from .windows import window_padding_mask, window_partition, window_unpartition
 
 
@@ -149,7 +150,7 @@ class MBConv(nn.Module):
 def dense_when_compiling(x: torch.Tensor) -> torch.Tensor:
     """``x``, or a contiguous copy under torch.compile, where inductor fails (ValueRangeError) on
     the strides of permuted channels-last maps whose H and W are symbolic (dynamic shapes)."""
-    return x.contiguous() if torch.compiler.is_compiling() else x
+    return x.contiguous() if is_compiling() else x
 
 
 def pool_channels_last(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:

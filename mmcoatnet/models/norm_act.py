@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from .torch_compat import is_compiling
+
 
 # Activation derivatives at y, computed in place: backward of a large map holds few temporaries.
 def _silu_grad(y: torch.Tensor) -> torch.Tensor:
@@ -75,7 +77,7 @@ def _fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
     # trace this Function's backward with dynamic sizes
     return (type(norm) is nn.BatchNorm2d and norm.training and norm.affine and activation_ok
             and x.dtype == torch.float32 and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling())
+            and not is_compiling())
 
 
 def norm_act(norm: nn.Module, act: nn.Module, x: torch.Tensor,

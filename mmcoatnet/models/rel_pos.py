@@ -9,6 +9,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .torch_compat import is_compiling
+
 Size = Tuple[int, int]
 
 
@@ -63,7 +65,7 @@ def _check_table_fits(table: torch.Tensor, feat_size: Size):
 def toeplitz_blocks(table: torch.Tensor, width: int) -> torch.Tensor:
     """(heads, W, 2H-1, W) blocks[h, x_q, dy, x_k] = table[h, dy, x_q - x_k + W - 1]: for every
     vertical offset, the W x W bias between two map rows. Small: (2H-1) W^2 per head."""
-    if torch.compiler.is_compiling():  # unfold would make W a constant: one graph per width
+    if is_compiling():  # unfold would make W a constant: one graph per width
         return table[:, :, offset_index(width).to(table.device)].permute(0, 2, 1, 3).contiguous()
     return table.unfold(-1, width, 1).flip(-1).permute(0, 2, 1, 3).contiguous()
 

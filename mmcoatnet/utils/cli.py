@@ -5,16 +5,18 @@ import os
 import os.path as osp
 from typing import Callable, Optional, Union
 
+from ..models.torch_compat import TorchTooOldError
 from .data_root import set_data_root
 from .errors import ToolError
 
 
 def exit_status(main: Callable[[], Optional[int]]) -> Union[int, str]:
     """What a tool hands to ``sys.exit``: ``main()``'s status, or the message of a
-    :class:`ToolError` (which sys.exit prints, exiting 1). The library never exits itself."""
+    :class:`ToolError` or of a feature that needs a newer torch (which sys.exit prints, exiting
+    1). The library never exits itself."""
     try:
         return main() or 0
-    except ToolError as error:
+    except (ToolError, TorchTooOldError) as error:
         return f'error: {error}'
 
 

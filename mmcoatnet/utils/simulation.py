@@ -39,6 +39,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..models.attention import RelativeAttention
+from ..models.torch_compat import MEMORY_SIMULATION, require_torch
 
 aten = torch.ops.aten
 
@@ -371,6 +372,7 @@ def simulate_training_memory(build_model: Callable[[], nn.Module],
     optimizer wrapper are built inside the fake mode by the callables given. ``batch`` is the data
     preprocessor's output, computed for real beforehand: its padding sizes come from values, which
     fake tensors lack."""
+    require_torch(MEMORY_SIMULATION, 'the training-memory simulation')
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)  # the batch arrives as real tensors
     with mmcv_ops_with_fake_kernels(), mmdet_mask_targets_by_shape(), \
             mmdet_rois_on_one_level(), mmdet_cascade_refinement_per_image(), fake_mode, \

@@ -33,7 +33,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+try:
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
+except ImportError:  # torch < 2.2: a tool may stop at import with what it needs
+    sys.exit(f'error: get_flops needs torch.utils.flop_counter.flop_registry (torch >= 2.2); '
+             f'this is torch {torch.__version__}')
 
 from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
 from mmcoatnet.utils.results import append_json

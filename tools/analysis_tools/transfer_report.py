@@ -71,11 +71,15 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('work_dir')
     parser.add_argument('--out', help='also write the report as JSON')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     report = compare(args.work_dir)
     if not report['rows']:
         print(f'no fine-tuning runs with validation records under {args.work_dir}', file=sys.stderr)

@@ -45,7 +45,7 @@ def random_image(size, seed: int) -> np.ndarray:
     return (np.random.RandomState(seed).rand(*size, 3) * 255).astype(np.uint8)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?', help='weights (default: random, saved)')
@@ -55,8 +55,11 @@ def main(argv=None):
     add_sizes_argument(parser, '--verify-sizes', default=[], help='image sizes to compare at')
     parser.add_argument('--record', help='JSON file to write the comparison to')
     add_cfg_options_argument(parser)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv=None):
+    args = parse_args(argv)
     if mmdeploy_site() not in sys.path:  # mmdeploy's own directory (tools/install.sh)
         sys.path.append(mmdeploy_site())
     try:

@@ -68,10 +68,14 @@ def build_reduced(timm_cfg_name: str) -> MaxxVit:
     return MaxxVit(cfg, img_size=IMG_SIZE, num_classes=10)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('out_dir')
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     torch.manual_seed(0)
     image = torch.randn(1, 3, IMG_SIZE, IMG_SIZE)

@@ -11,6 +11,8 @@ recognised from the keys and shapes. Bias tables are kept at the checkpoint's ow
 checkpoint stays 384): the backbone resizes them at load for its ``pretrain_img_size``.
 """
 import argparse
+import os
+import os.path as osp
 import sys
 
 import torch
@@ -96,6 +98,7 @@ def main(argv=None) -> int:
         meta['head'] = repr(head_cfg)
         converted = {**{f'backbone.{k}': v for k, v in converted.items()}, **head}
     converted = {k: v.contiguous() for k, v in converted.items()}
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)  # e.g. checkpoints/
     if args.dst.endswith('.safetensors'):
         from safetensors.torch import save_file
         save_file(converted, args.dst, metadata=meta)

@@ -4,6 +4,8 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from ...models.torch_compat import COMPILED_TRAINING, require_torch
+
 
 def keep_optimizer_step_eager(optim_wrapper) -> None:
     """Runs ``optim_wrapper.update_params`` (backward, clipping, step, zero_grad) outside dynamo.
@@ -21,8 +23,8 @@ def sort_symbolic_strides_with_shape_env() -> None:
     ``(H//16 + 1)**2 < H//16 + 1`` and the compile fails (docs/torch-compile.md; pytorch#185510)."""
     from torch._inductor import ir
     from torch._inductor.virtualized import V
-    stock = ir.get_fill_order
-    if hasattr(stock, 'stock'):  # already wrapped
+    stock = getattr(ir, 'get_fill_order', None)
+    if stock is None or hasattr(stock, 'stock'):  # not this torch's inductor, or already wrapped
         return
 
     def get_fill_order(seq, shape_env=None):
@@ -41,6 +43,7 @@ def sort_symbolic_strides_with_shape_env() -> None:
 def prepare_compiled_training(optim_wrapper) -> None:
     """What a compiled ``train_step`` needs: :func:`keep_optimizer_step_eager` and, for inductor,
     :func:`sort_symbolic_strides_with_shape_env`."""
+    require_torch(COMPILED_TRAINING, 'training with torch.compile (compile=True)')
     keep_optimizer_step_eager(optim_wrapper)
     sort_symbolic_strides_with_shape_env()
 
