@@ -9,8 +9,8 @@ PYTEST_WORKERS ?= 2
 PYTEST_XDIST = -n $(PYTEST_WORKERS)
 PYTEST_ARGS ?=
 
-.PHONY: install lint format test test-fast test-oldest demo demo-seg demo-transfer toy-data benchmark \
-	clean-venv
+.PHONY: install lint format docs-tables test test-fast test-oldest demo demo-seg demo-transfer toy-data \
+	benchmark clean-venv
 
 install:
 	@bash tools/install.sh
@@ -21,6 +21,10 @@ lint: install
 
 format: install
 	$(VENV)/bin/ruff check --fix --select I .
+
+# the tables of measured figures in README.md and docs/, remade from docs/results/ (make test checks)
+docs-tables: install
+	$(PYTHON) tools/dev/docs_tables.py
 
 test: lint
 	$(PYTHON) -m pytest tests $(PYTEST_XDIST) $(PYTEST_ARGS)

@@ -5,6 +5,7 @@ import torch
 
 from mmcoatnet.models.reference import index_gathered_bias
 from mmcoatnet.models.rel_pos import (
+    add_rows_bias_grad,
     gather_relative_bias,
     gather_relative_bias_by_offsets,
     interpolate_bias_table,
@@ -15,6 +16,7 @@ from mmcoatnet.models.rel_pos import (
     reverse_key_rows,
     table_size,
     toeplitz_blocks,
+    toeplitz_blocks_grad,
 )
 
 SIZES = [(14, 14), (7, 7), (3, 5), (5, 3), (1, 4), (1, 1)]
@@ -188,3 +190,25 @@ def test_reverse_key_rows_reverses_map_rows_only():
     assert reverse_key_rows(x, (2, 3)).flatten().tolist() == [3, 4, 5, 0, 1, 2]
     with pytest.raises(ValueError, match='lack the vertical offsets'):
         relative_bias_rows_keys_reversed(torch.zeros(1, 3, 4, 3), 5, 0, 2)
+
+
+@pytest.mark.parametrize('size', [(1, 1), (3, 4), (5, 2)])
+def test_toeplitz_blocks_grad_is_the_adjoint_of_toeplitz_blocks(size):
+    h, w = size
+    table = torch.randn(2, 2 * h - 1, 2 * w - 1, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, w, 2 * h - 1, w, dtype=torch.float64)
+    (toeplitz_blocks(table, w) * upstream).sum().backward()
+    # toeplitz_blocks_grad takes the blocks' gradient as (heads, 2H-1, W query, W key)
+    torch.testing.assert_close(toeplitz_blocks_grad(upstream.permute(0, 2, 1, 3)), table.grad)
+
+
+@pytest.mark.parametrize('size, start, stop', [((4, 3), 0, 4), ((5, 2), 1, 3), ((3, 3), 2, 3)])
+def test_rows_bias_grad_is_the_adjoint_of_the_rows_view(size, start, stop):
+    h, w = size
+    blocks = torch.randn(2, w, 2 * h - 1, w, dtype=torch.float64, requires_grad=True)
+    view = relative_bias_rows_keys_reversed(blocks, h, start, stop)
+    upstream = torch.randn(view.shape, dtype=torch.float64)
+    (view * upstream).sum().backward()
+    grad = torch.zeros(2, 2 * h - 1, w, w, dtype=torch.float64)
+    add_rows_bias_grad(grad, upstream, start)
+    torch.testing.assert_close(grad, blocks.grad.permute(0, 2, 1, 3))

@@ -171,11 +171,11 @@ build_env=(PATH="$venv_abs/bin:$PATH" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(np
 if [ "$ops" = cuda ]; then
     wheels="$wheels-cuda$nvcc_version-sm$(echo "$arch_list" | sed 's/\.//g; s/+PTX/ptx/g; s/;/-/g')"
     build_env+=(FORCE_CUDA=1 CUDA_HOME="$cuda_home" TORCH_CUDA_ARCH_LIST="$arch_list")
-    what="CPU and CUDA ops for $arch_list, CUDA $nvcc_version; about 50 minutes per architecture on 2 cores"
+    what="CPU and CUDA ops for $arch_list, CUDA $nvcc_version; the longest step, timed below"
 else
     # mmcv's setup.py compiles CUDA ops whenever torch sees a GPU: hide it
     build_env+=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
-    what="CPU ops; about 20 minutes on 2 cores"
+    what="CPU ops; the longest step, timed below"
 fi
 if ! ls "$wheels"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
     build_dir=$(mktemp -d)

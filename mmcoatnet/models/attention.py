@@ -1,5 +1,6 @@
 """Global multi-head self-attention with CoAtNet's relative position bias, and the two providers of
 that bias: a learned table (resized for other sizes) and timm's relative-position MLP."""
+import math
 from collections import OrderedDict
 from typing import Optional
 
@@ -12,6 +13,7 @@ from mmengine.model.weight_init import trunc_normal_
 from .archs import TransformerOptions
 from .rel_pos import (
     Size,
+    add_rows_bias_grad,
     gather_relative_bias,
     gather_relative_bias_by_offsets,
     interpolate_bias_table,
@@ -22,6 +24,7 @@ from .rel_pos import (
     reverse_key_rows,
     table_size,
     toeplitz_blocks,
+    toeplitz_blocks_grad,
 )
 from .torch_compat import FLEX_ATTENTION, is_compiling, require_torch
 
@@ -182,6 +185,99 @@ def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return torch.matmul(scores.flatten(2, 3).softmax(dim=-1), v)
 
 
+def _chunk_probabilities(q_rows: torch.Tensor, k: torch.Tensor, bias_rows: torch.Tensor,
+                         buffer: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """softmax(q kᵀ / √d + bias) of one chunk of query rows, in float32 at least (half-precision
+    logits would overflow), the bias given as the (heads, rows, W, H, W) view. With ``buffer``
+    (float32 inputs on a CPU) every step writes into it: a fresh tensor of this size would be
+    mapped and page-faulted anew by the allocator at every chunk, which costs more than the
+    arithmetic."""
+    shape = (*q_rows.shape[:-1], k.shape[-2])
+    scaled = q_rows * q_rows.shape[-1] ** -0.5
+    if buffer is None:
+        scores = torch.matmul(scaled, k.transpose(-2, -1)).float()
+    else:
+        scores = torch.matmul(scaled, k.transpose(-2, -1),
+                              out=buffer[:math.prod(shape)].view(shape))
+    scores.unflatten(2, bias_rows.shape[1:3]).add_(bias_rows.flatten(-2))
+    if buffer is None:
+        return scores.softmax(dim=-1)
+    return torch.ops.aten._softmax.out(scores, -1, False, out=scores)  # in place, row by row
+
+
+class ChunkedAttentionFunction(torch.autograd.Function):
+    """Exact softmax(q kᵀ / √d + bias) v over chunks of query map rows, for training, with its own
+    backward: nothing N x N is kept between forward and backward (as with recomputation), but the
+    backward recomputes only the probabilities, never the output; its softmax gradient takes
+    rowsum(dO · O) instead of a pass over the keys; the bias gradient of every chunk adds into one
+    (heads, 2H-1, W, W) tensor per layer, folded into the table once (the Toeplitz blocks'
+    adjoint) where autograd would unfold-backward every chunk; and the chunks' N-wide tensors are
+    written into two buffers reused across chunks. Keys and values come with their map rows
+    reversed (:func:`reverse_key_rows`), as the chunk biases are views then."""
+
+    @staticmethod
+    def forward(ctx, q, k_reversed, v_reversed, table, height: int, width: int,
+                rows_per_chunk: int):
+        blocks = toeplitz_blocks(table, width)
+        buffer = _chunk_buffer(q, rows_per_chunk * width, k_reversed.shape[-2])
+        outs = []
+        for start in range(0, height, rows_per_chunk):
+            stop = min(start + rows_per_chunk, height)
+            probs = _chunk_probabilities(q[:, :, start * width:stop * width], k_reversed,
+                                         relative_bias_rows_keys_reversed(blocks, height, start,
+                                                                          stop), buffer)
+            outs.append(torch.matmul(probs.to(v_reversed.dtype), v_reversed))
+        out = torch.cat(outs, dim=2)
+        ctx.save_for_backward(q, k_reversed, v_reversed, table, out)
+        ctx.layout = (height, width, rows_per_chunk)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, table, out = ctx.saved_tensors
+        height, width, rows_per_chunk = ctx.layout
+        scale = q.shape[-1] ** -0.5
+        blocks = toeplitz_blocks(table, width)
+        grad_q = torch.empty_like(q)
+        grad_k, grad_v = torch.zeros_like(k), torch.zeros_like(v)
+        grad_blocks = table.new_zeros(table.shape[0], 2 * height - 1, width, width)
+        buffer = _chunk_buffer(q, rows_per_chunk * width, k.shape[-2])
+        grad_buffer = _chunk_buffer(q, rows_per_chunk * width, k.shape[-2])
+        # softmax's gradient: p (dp - rowsum(dp p)), and rowsum(dp p) = rowsum(dO O)
+        row_dots = (grad_out.float() * out.float()).sum(-1, keepdim=True)
+        for start in range(0, height, rows_per_chunk):
+            stop = min(start + rows_per_chunk, height)
+            rows = slice(start * width, stop * width)
+            q_rows, grad_rows = q[:, :, rows], grad_out[:, :, rows]
+            probs = _chunk_probabilities(q_rows, k, relative_bias_rows_keys_reversed(
+                blocks, height, start, stop), buffer)
+            grad_v += torch.matmul(probs.transpose(-2, -1).to(v.dtype), grad_rows)
+            if grad_buffer is None:
+                grad_scores = torch.matmul(grad_rows, v.transpose(-2, -1)).float()
+            else:
+                grad_scores = torch.matmul(grad_rows, v.transpose(-2, -1),
+                                           out=grad_buffer[:probs.numel()].view(probs.shape))
+            grad_scores.sub_(row_dots[:, :, rows]).mul_(probs)  # d(logits), in place
+            grad_logits = grad_scores.to(q.dtype)
+            grad_q[:, :, rows] = torch.matmul(grad_logits, k).mul_(scale)
+            grad_k += torch.matmul(grad_logits.transpose(-2, -1), q_rows).mul_(scale)
+            if ctx.needs_input_grad[3]:
+                # the bias is shared by the batch: its gradient sums the batch's
+                grad_bias = grad_scores[0] if len(grad_scores) == 1 else grad_scores.sum(0)
+                add_rows_bias_grad(grad_blocks, grad_bias.unflatten(1, (stop - start, width))
+                                   .unflatten(-1, (height, width)).to(table.dtype), start)
+        grad_table = toeplitz_blocks_grad(grad_blocks) if ctx.needs_input_grad[3] else None
+        return grad_q, grad_k, grad_v, grad_table, None, None, None
+
+
+def _chunk_buffer(q: torch.Tensor, queries: int, keys: int) -> Optional[torch.Tensor]:
+    """One chunk's (B, heads, queries, keys) float32 scores, flat, reused by every chunk of a
+    layer; None (each chunk allocates) off the CPU or for half-precision inputs."""
+    if q.device.type != 'cpu' or q.dtype != torch.float32:
+        return None
+    return q.new_empty(q.shape[0] * q.shape[1] * queries * keys)
+
+
 def explicit_softmax_by_default(device: torch.device) -> bool:
     """Whether chunks run as :func:`_explicit_attention` rather than SDPA: on a CPU with autograd,
     where SDPA would take its slow math fallback for a bias that needs a gradient."""
@@ -207,6 +303,8 @@ def chunked_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         blocks = toeplitz_blocks(table, width)
         rows = min(rows_per_chunk, height)
         bias_buffer = table.new_empty(table.shape[0] * rows * width * height * width)
+    if recompute and explicit_softmax:
+        return ChunkedAttentionFunction.apply(q, k, v, table, height, width, rows_per_chunk)
     outs = []
     for start in range(0, height, rows_per_chunk):
         stop = min(start + rows_per_chunk, height)

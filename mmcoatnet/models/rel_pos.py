@@ -70,6 +70,32 @@ def toeplitz_blocks(table: torch.Tensor, width: int) -> torch.Tensor:
     return table.unfold(-1, width, 1).flip(-1).permute(0, 2, 1, 3).contiguous()
 
 
+def toeplitz_blocks_grad(grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of the table from the gradient of its Toeplitz blocks, given as
+    (heads, 2H-1, W query columns, W key columns): entry (h, dy, dx) sums the entries with
+    x_q - x_k + W - 1 = dx, the diagonals of each W x W matrix. :func:`toeplitz_blocks`'s adjoint
+    (tested against its autograd), written out because unfold's own backward is slow on a CPU."""
+    heads, offsets, width, _ = grad.shape
+    plates = heads * offsets
+    # each row of the key-flipped matrix, shifted right by its query column: the diagonals become
+    # columns, summed over the rows
+    skewed = grad.new_zeros(plates, width, 2 * width)
+    skewed.as_strided((plates, width, width), (2 * width * width, 2 * width + 1, 1)).copy_(
+        grad.reshape(plates, width, width).flip(-1))
+    return skewed.sum(1)[:, :2 * width - 1].view(heads, offsets, 2 * width - 1)
+
+
+def add_rows_bias_grad(grad_blocks: torch.Tensor, grad_bias: torch.Tensor, row_start: int) -> None:
+    """Adds to ``grad_blocks`` (heads, 2H-1, W, W) the gradient of the view
+    :func:`relative_bias_rows_keys_reversed` gave for rows [row_start, ...), from the gradient of
+    that (heads, rows, W, H, W) view: bias (y_q, x_q, r, x_k) is blocks[x_q, row_start + y_q + r,
+    x_k], so each query row adds its (H, W, W) slab at its own vertical offset."""
+    height = grad_bias.shape[3]
+    for row in range(grad_bias.shape[1]):
+        grad_blocks[:, row_start + row:row_start + row + height].add_(
+            grad_bias[:, row].permute(0, 2, 1, 3))
+
+
 def relative_bias_rows_keys_reversed(blocks: torch.Tensor, height: int, row_start: int,
                                      row_stop: int) -> torch.Tensor:
     """The bias of the queries in map rows [row_start, row_stop) with the *key* map rows in reverse
