@@ -258,3 +258,16 @@ def test_empty_batch_gives_empty_maps_from_the_backbone(window_attention, size):
         outs = model(torch.zeros(0, 3, *size))
     assert [tuple(o.shape) for o in outs] == [(0, c, -(-size[0] // s), -(-size[1] // s))
                                               for c, s in zip((16, 32, 64, 64), (4, 8, 16, 32))]
+
+
+@pytest.mark.parametrize('size', [(7, 4), (17, 3), (1, 1), (33, 2)])
+def test_the_exported_graphs_chunked_attention_equals_the_reference(size):
+    """16 chunks of ceil(H / 16) rows whatever the size: small maps leave trailing chunks empty."""
+    from mmcoatnet.models.attention import traced_chunked_attention
+    from mmcoatnet.models.reference import index_gathered_bias, reference_relative_attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, size[0] * size[1], 8) for _ in range(3))
+    table = torch.randn(3, 2 * size[0] - 1, 2 * size[1] - 1)
+    torch.testing.assert_close(
+        traced_chunked_attention(q, k, v, table, size),
+        reference_relative_attention(q, k, v, index_gathered_bias(table, size)))

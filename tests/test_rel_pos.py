@@ -8,6 +8,7 @@ from mmcoatnet.models.rel_pos import (
     add_rows_bias_grad,
     gather_relative_bias,
     gather_relative_bias_by_offsets,
+    gather_rows_bias_by_offsets,
     interpolate_bias_table,
     offset_index,
     relative_bias_rows_keys_reversed,
@@ -16,6 +17,7 @@ from mmcoatnet.models.rel_pos import (
     reverse_key_rows,
     table_size,
     toeplitz_blocks,
+    toeplitz_blocks_by_offsets,
     toeplitz_blocks_grad,
 )
 
@@ -212,3 +214,13 @@ def test_rows_bias_grad_is_the_adjoint_of_the_rows_view(size, start, stop):
     grad = torch.zeros(2, 2 * h - 1, w, w, dtype=torch.float64)
     add_rows_bias_grad(grad, upstream, start)
     torch.testing.assert_close(grad, blocks.grad.permute(0, 2, 1, 3))
+
+
+@pytest.mark.parametrize('size, rows', [((5, 3), [0, 1, 2, 3, 4]), ((5, 3), [2, 3]), ((4, 2), [])])
+def test_the_bias_of_some_query_rows_is_those_rows_of_the_whole_bias(size, rows):
+    h, w = size
+    table = torch.randn(2, 2 * h - 1, 2 * w - 1)
+    whole = gather_relative_bias(table, size).view(2, h, w, h * w)
+    got = gather_rows_bias_by_offsets(toeplitz_blocks_by_offsets(table, w), size,
+                                      torch.tensor(rows, dtype=torch.long))
+    torch.testing.assert_close(got, whole[:, rows].reshape(2, len(rows) * w, h * w))

@@ -16,6 +16,7 @@ from .rel_pos import (
     add_rows_bias_grad,
     gather_relative_bias,
     gather_relative_bias_by_offsets,
+    gather_rows_bias_by_offsets,
     interpolate_bias_table,
     log_relative_coords,
     padded_flat_offset_indices,
@@ -24,6 +25,7 @@ from .rel_pos import (
     reverse_key_rows,
     table_size,
     toeplitz_blocks,
+    toeplitz_blocks_by_offsets,
     toeplitz_blocks_grad,
 )
 from .torch_compat import FLEX_ATTENTION, is_compiling, require_torch
@@ -278,6 +280,35 @@ def _chunk_buffer(q: torch.Tensor, queries: int, keys: int) -> Optional[torch.Te
     return q.new_empty(q.shape[0] * q.shape[1] * queries * keys)
 
 
+# Query chunks of the exported graph: its attention holds 1/TRACED_CHUNKS of a layer's N x N
+# scores at a time, where one whole-bias layer at 800x1344 held 0.85 GB of bias and as much of
+# scores. A fixed count, each chunk ceil(H / TRACED_CHUNKS) map rows: the graph stays one graph for
+# every size (trailing chunks of a small map are empty).
+TRACED_CHUNKS = 16
+
+
+def traced_chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                             table: torch.Tensor, feat_size: Size,
+                             chunks: int = TRACED_CHUNKS) -> torch.Tensor:
+    """softmax(q kᵀ / √d + bias) v in ``chunks`` chunks of query map rows, the bounds and the bias
+    of each computed from the sizes as graph values (traceable for export, exact), the softmax in
+    float32. ``table`` is the (heads, 2H-1, 2W-1) table for ``feat_size``."""
+    height, width = (torch.as_tensor(side) for side in feat_size)
+    blocks = toeplitz_blocks_by_offsets(table, width)
+    rows_per_chunk = (height + chunks - 1) // chunks
+    scaled = q * q.shape[-1] ** -0.5
+    outs = []
+    for chunk in range(chunks):
+        start = torch.minimum(chunk * rows_per_chunk, height)
+        stop = torch.minimum((chunk + 1) * rows_per_chunk, height)
+        tokens = torch.arange(start * width, stop * width, device=q.device)
+        scores = torch.matmul(scaled.index_select(2, tokens), k.transpose(-2, -1))
+        bias = gather_rows_bias_by_offsets(blocks, feat_size, torch.arange(start, stop))
+        probs = (scores + bias.to(scores.dtype)).softmax(dim=-1, dtype=torch.float32)
+        outs.append(torch.matmul(probs.to(v.dtype), v))
+    return torch.cat(outs, dim=2)
+
+
 def explicit_softmax_by_default(device: torch.device) -> bool:
     """Whether chunks run as :func:`_explicit_attention` rather than SDPA: on a CPU with autograd,
     where SDPA would take its slow math fallback for a bias that needs a gradient."""
@@ -459,13 +490,16 @@ class RelativeAttention(nn.Module):
 
     def attend_traced(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, feat_size: Size,
                       key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """For export: the whole bias resized and gathered from the sizes as graph values, then an
-        explicit softmax (plain ONNX ops from opset 11 on, where SDPA's export needs opset 14)."""
-        bias = gather_relative_bias_by_offsets(self.rel_pos.table_in_graph(feat_size), feat_size)
+        """For export: the table resized and the bias gathered from the sizes as graph values, in
+        query chunks (:func:`traced_chunked_attention`); a window's small map, with its padding
+        mask, at once. An explicit softmax in float32: plain ONNX ops from opset 11 on."""
+        table = self.rel_pos.table_in_graph(feat_size)
+        if key_padding_mask is None:
+            return traced_chunked_attention(q, k, v, table, feat_size)
+        bias = gather_relative_bias_by_offsets(table, feat_size)
         scores = torch.matmul(q * self.head_dim ** -0.5, k.transpose(-2, -1)) + bias.to(q.dtype)
-        if key_padding_mask is not None:
-            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float('-inf'))
-        return torch.matmul(scores.softmax(dim=-1), v)
+        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float('-inf'))
+        return torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype), v)
 
     def forward(self, x: torch.Tensor,
                 key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -149,20 +149,34 @@ def offset_index(length) -> torch.Tensor:
     return positions[:, None] - positions[None, :] + (length - 1)
 
 
+def toeplitz_blocks_by_offsets(table: torch.Tensor, width) -> torch.Tensor:
+    """(heads, 2H-1, x_q, x_k) Toeplitz blocks gathered by :func:`offset_index` of the columns:
+    traceable with ``width`` a graph value."""
+    return table[:, :, offset_index(width).to(table.device)]
+
+
+def gather_rows_bias_by_offsets(blocks: torch.Tensor, feat_size: Size,
+                                rows: torch.Tensor) -> torch.Tensor:
+    """(heads, len(rows) * W, HW) bias of the queries in map ``rows`` against every key, gathered
+    from :func:`toeplitz_blocks_by_offsets` by (vertical offset, query column) in its final layout:
+    traceable, the sizes and rows graph values."""
+    h, w = feat_size
+    query_columns = torch.arange(w, device=blocks.device)
+    key_rows = torch.arange(h, device=blocks.device)
+    offsets = rows.to(blocks.device)[:, None] - key_rows[None, :] + (h - 1)  # (rows, key rows)
+    index = offsets[:, None, :] * w + query_columns[None, :, None]  # (rows, x_q, key rows)
+    bias = blocks.flatten(1, 2)[:, index]  # (heads, y_q, x_q, y_k, x_k)
+    # sizes spelled out, no -1: onnxruntime cannot infer a -1 beside a zero (an empty chunk)
+    return bias.reshape(bias.shape[0], rows.shape[0] * w, h * w)
+
+
 def gather_relative_bias_by_offsets(table: torch.Tensor, feat_size: Size) -> torch.Tensor:
     """(heads, HW, HW) bias, as :func:`gather_relative_bias` gives it, with no size test, view or
     Python int: traceable with the sizes as graph values (the export path; the eager one takes
-    ints).
-
-    The Toeplitz blocks come from a gather by :func:`offset_index` of the columns; one more gather,
-    by (vertical offset, query column) for every (query row, query column, key row), writes the
-    whole bias in its final layout, with no transposed copy of it."""
+    ints)."""
     h, w = feat_size
-    blocks = table[:, :, offset_index(w).to(table.device)]  # (heads, 2H-1, x_q, x_k)
-    query_columns = torch.arange(w, device=table.device)
-    index = offset_index(h).to(table.device)[:, None, :] * w + query_columns[None, :, None]
-    bias = blocks.flatten(1, 2)[:, index]  # (heads, y_q, x_q, y_k, x_k)
-    return bias.flatten(3, 4).flatten(1, 2)
+    return gather_rows_bias_by_offsets(toeplitz_blocks_by_offsets(table, w), feat_size,
+                                       torch.arange(h, device=table.device))
 
 
 def padded_flat_offset_indices(feat_size: Size, padded: int, device=None):
