@@ -262,12 +262,30 @@ def test_empty_batch_gives_empty_maps_from_the_backbone(window_attention, size):
 
 @pytest.mark.parametrize('size', [(7, 4), (17, 3), (1, 1), (33, 2)])
 def test_the_exported_graphs_chunked_attention_equals_the_reference(size):
-    """16 chunks of ceil(H / 16) rows whatever the size: small maps leave trailing chunks empty."""
-    from mmcoatnet.models.attention import traced_chunked_attention
+    """16 chunks of ceil(H / 16) rows whatever the size: small maps leave trailing chunks empty
+    (TorchScript's kernel) or padded (torch.export's)."""
+    from mmcoatnet.models.attention import exported_chunked_attention, traced_chunked_attention
     from mmcoatnet.models.reference import index_gathered_bias, reference_relative_attention
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, size[0] * size[1], 8) for _ in range(3))
     table = torch.randn(3, 2 * size[0] - 1, 2 * size[1] - 1)
-    torch.testing.assert_close(
-        traced_chunked_attention(q, k, v, table, size),
-        reference_relative_attention(q, k, v, index_gathered_bias(table, size)))
+    expected = reference_relative_attention(q, k, v, index_gathered_bias(table, size))
+    torch.testing.assert_close(traced_chunked_attention(q, k, v, table, size), expected)
+    torch.testing.assert_close(exported_chunked_attention(q, k, v, table, size), expected)
+
+
+def test_torch_export_takes_the_exported_kernel():
+    """Under torch.export (the dynamo ONNX exporter) the attention picks its export kernel, so no
+    size is tested or turned into an int: H and W stay dynamic in the exported program."""
+    from torch.export import Dim
+
+    attention = RelativeAttention(16, 16, 16, 8, RelativePositionBias(2, (7, 7))).eval()
+    x = torch.randn(1, 5, 6, 16)
+    program = torch.export.export(attention, (x,), strict=False, dynamic_shapes={
+        'x': {1: Dim.DYNAMIC, 2: Dim.DYNAMIC}})
+    calls = {str(node.target) for node in program.graph.nodes if node.op == 'call_function'}
+    assert 'aten.upsample_bicubic2d.vec' in calls  # the table resized for the run-time size
+    with torch.no_grad():
+        for size in ((7, 7), (3, 11)):
+            y = torch.randn(1, *size, 16)
+            torch.testing.assert_close(program.module()(y), attention(y))

@@ -32,11 +32,11 @@ SIZES = [(97, 61), (224, 224), (333, 517)]
 WINDOWED = {'model.backbone.window_attention': dict(window_size=4)}
 
 
-def exported(tmp_path_factory, config, what, cfg_options=None):
+def exported(tmp_path_factory, config, what, cfg_options=None, exporter='torchscript'):
     torch.manual_seed(0)
     model = build_export_model(load_config(config, cfg_options), what)
     path = str(tmp_path_factory.mktemp('onnx') / f'{what}.onnx')
-    export_onnx(model, path, shape=(64, 96))
+    export_onnx(model, path, shape=(64, 96), exporter=exporter)
     return model, path
 
 
@@ -58,12 +58,16 @@ def toy_segmentor(tmp_path_factory):
 @pytest.mark.parametrize('fixture', ['toy_features', 'toy_windowed_features', 'toy_segmentor'])
 def test_one_file_matches_pytorch_at_every_size(fixture, request):
     model, path = request.getfixturevalue(fixture)
+    check_every_size(model, path, segmentor=fixture == 'toy_segmentor')
+
+
+def check_every_size(model, path, segmentor):
     session = onnx_session(path)
     for size in SIZES:
         result = compare_with_torch(model, session, size, batch=2 if size == (97, 61) else 1)
         assert max(result['max_abs_diff']) < 1e-4, (size, result)
     # the maps follow the run-time size: ceil-halving strides 4..64 for FPN, the image for UperNet
-    if fixture == 'toy_segmentor':
+    if segmentor:
         assert result['output_shapes'] == [[1, 4, 333, 517]]  # background and 3 shapes
     else:
         assert [s[2:] for s in result['output_shapes']] == [
@@ -87,6 +91,37 @@ def test_batch_height_and_width_are_graph_inputs(toy_features):
     cubic = [node for node in resizes if any(a.s == b'cubic' for a in node.attribute)]
     assert len(cubic) == 5  # one per attention block: coatnet-pico has 3 in S3, 2 in S4
     assert all(len(node.input) == 4 and node.input[3] not in constants for node in resizes)
+
+
+@pytest.mark.slow
+def test_dynamo_export_takes_any_batch_and_size(tmp_path_factory):
+    """Through torch.export, traced at batch 1: windowed S3 blocks and global ones, UperNet's
+    pyramid pooling and resizes; one file for batch 1 and 2 and sizes it never saw."""
+    model, path = exported(tmp_path_factory, TOY_SEG, 'segmentor', WINDOWED, exporter='dynamo')
+    check_every_size(model, path, segmentor=True)
+    graph = onnx.load(path, load_external_data=False).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [True, False, True, True]  # traced at batch 1
+    assert dims[1].dim_value == 3
+
+
+def test_float16_file_runs_in_onnxruntime_near_float32(tmp_path):
+    """--fp16: float16 weights and computation, float32 image in and maps out; within 0.5% of the
+    largest value of PyTorch's float32 maps (measured: about 0.1%)."""
+    out, record = tmp_path / 'fp16.onnx', tmp_path / 'fp16.json'
+    run_tool('tools/deployment/pytorch2onnx.py', TOY_DET, '--out', str(out), '--exporter',
+             'torchscript', '--fp16', '--shape', '64', '96', '--verify-sizes', '97x61', '224x224',
+             '--record', str(record))
+    graph = onnx.load(str(out)).graph
+    float16 = onnx.TensorProto.FLOAT16
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert sum(init.data_type == float16 for init in graph.initializer) > 0.9 * len(
+        [init for init in graph.initializer if init.data_type in (float16, onnx.TensorProto.FLOAT)])
+    (entry,) = json.loads(record.read_text())
+    assert entry['float16'] and entry['export_seconds'] > 0
+    for result in entry['results']:
+        for diff, largest in zip(result['max_abs_diff'], result['max_abs_value']):
+            assert 0 < diff < 5e-3 * largest, result
 
 
 def test_images_below_32_are_refused(toy_features):
@@ -123,6 +158,13 @@ def test_traceable_adaptive_pool_equals_torch(size):
 def test_unsupported_options_are_named(what, opset, scope, message):
     with pytest.raises(ValueError, match=message):
         check_export_options(what, opset, scope)
+
+
+def test_dynamo_exporter_options_are_named():
+    with pytest.raises(ValueError, match='--opset 17 is below the 18 the dynamo exporter writes'):
+        check_export_options('backbone', 17, exporter='dynamo')
+    with pytest.raises(ValueError, match=r"--exporter 'jit' is not supported; choose one of "):
+        check_export_options('backbone', 17, exporter='jit')
 
 
 def test_the_tool_refuses_an_unsupported_option(tmp_path):

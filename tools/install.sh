@@ -193,7 +193,7 @@ step "mmdet, mmsegmentation, mmpretrain (with ftfy, regex that mmseg imports), t
     "${PIP[@]}" mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex \
     safetensors pytest pytest-xdist ruff timm "setuptools<81" "${torch_reqs[@]}" mmcv==2.1.0
 step "mmcoatnet (editable)" "${PIP[@]}" --no-build-isolation --no-deps -e .
-step "deployment extra (onnx, onnxruntime: tools/deployment/)" "${PIP[@]}" --no-build-isolation -e ".[deploy]"
+step "deployment extra (onnx, onnxruntime, onnxscript: tools/deployment/)" "${PIP[@]}" --no-build-isolation -e ".[deploy]"
 # mmdeploy pins protobuf<=3.20.2, which onnx excludes: it gets a directory of its own, which
 # tools/deployment/mmdeploy_export.py puts on sys.path (pip check does not see it)
 step "mmdeploy==1.3.1 into $VENV/mmdeploy-site" "${PIP[@]}" --no-deps --upgrade \

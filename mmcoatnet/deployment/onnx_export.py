@@ -4,10 +4,12 @@ What is exported (``WHATS``):
   backbone   a detector's ``extract_feat`` (backbone + neck): image to the FPN maps
   segmentor  a segmentor's ``encode_decode``: image to logits at the image's size
 
-The exporter is torch.onnx's TorchScript-based one (``dynamo=False``): it traces the model, and
-CoAtNet's attention then takes its ``'traced'`` kernel, which resizes and gathers the relative bias
-from the feature size as a graph value, so one file serves every batch, height and width. The
-input is the normalised image (the data preprocessor's output), of any size of at least 32x32.
+Exporters (``EXPORTERS``): ``dynamo`` is torch.onnx's torch.export-based one (torch's default from
+2.9, needs onnxscript); ``torchscript`` its deprecated TorchScript one (``dynamo=False``), which
+mmdeploy 1.3.1 still needs. Either way CoAtNet's attention takes its ``'traced'`` kernel, which
+resizes and gathers the relative bias from the feature size as a graph value, so one file serves
+every batch, height and width. The input is the normalised image (the data preprocessor's output),
+of any size of at least 32x32.
 """
 import copy
 import time
@@ -20,11 +22,14 @@ import torch.nn as nn
 from mmengine.utils import to_2tuple
 
 from ..models.backbone import MIN_INPUT_SIDE  # the graph cannot check it, so run_onnx does
+from ..models.torch_compat import DYNAMO_ONNX_EXPORT, require_torch
 
 WHATS = {'backbone': 'mmdet', 'segmentor': 'mmseg'}  # what to export: the scope it needs
 # ONNX Resize takes run-time sizes and the cubic mode the tables are resized with from opset 11
 MIN_OPSET = 11
 DEFAULT_OPSET = 17  # LayerNormalization is one ONNX op from 17 on
+DYNAMO_MIN_OPSET = 18  # the dynamo exporter writes opset 18 and up
+EXPORTERS = ('dynamo', 'torchscript')
 INPUT_NAME = 'image'
 
 
@@ -41,10 +46,21 @@ def max_opset() -> int:
     return _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 
+def default_opset(exporter: str) -> int:
+    return max(DEFAULT_OPSET, DYNAMO_MIN_OPSET) if exporter == 'dynamo' else DEFAULT_OPSET
+
+
 def check_export_options(what: str, opset: Optional[int] = None,
-                         scope: Optional[str] = None) -> None:
-    """Refuses an unsupported ``--what`` or ``--opset`` (or a ``--what`` that does not fit the
-    config's ``default_scope``), naming the option and what it takes."""
+                         scope: Optional[str] = None, exporter: str = 'torchscript') -> None:
+    """Refuses an unsupported ``--what``, ``--exporter`` or ``--opset`` (or a ``--what`` that
+    does not fit the config's ``default_scope``), naming the option and what it takes."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f'--exporter {exporter!r} is not supported; choose one of '
+                         f'{list(EXPORTERS)}')
+    if exporter == 'dynamo' and opset is not None and opset < DYNAMO_MIN_OPSET:
+        raise ValueError(f'--opset {opset} is below the {DYNAMO_MIN_OPSET} the dynamo exporter '
+                         f'writes; choose --opset {DYNAMO_MIN_OPSET} or more, or '
+                         '--exporter torchscript')
     if what not in WHATS:
         raise ValueError(f'--what {what!r} is not supported; choose one of {sorted(WHATS)} '
                          '(backbone: a detector\'s backbone + neck, segmentor: a whole segmentor)')
@@ -140,27 +156,66 @@ def output_names(model: nn.Module) -> List[str]:
 
 
 def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
-                opset: int = DEFAULT_OPSET) -> List[str]:
+                opset: Optional[int] = None, exporter: str = 'torchscript',
+                batch: int = 1) -> List[str]:
     """Writes ``model`` (from :func:`build_export_model`) to ``path`` with dynamic batch, height and
-    width, traced on a (1, 3, *shape) image; returns the output names. ``model`` itself is left as
-    it is (the reference to check the file against): a copy with traceable pools is exported."""
-    check_export_options('segmentor' if isinstance(model, SegmentorLogits) else 'backbone', opset)
+    width, traced on a (``batch``, 3, *shape) image by ``exporter`` (:data:`EXPORTERS`); returns the
+    output names. ``model`` itself is left as it is (the reference to check the file against): a
+    copy with traceable pools is exported."""
+    opset = default_opset(exporter) if opset is None else opset
+    check_export_options('segmentor' if isinstance(model, SegmentorLogits) else 'backbone', opset,
+                         exporter=exporter)
     if min(shape) < MIN_INPUT_SIDE:
         raise ValueError(f'--shape {shape[0]} {shape[1]} is below the {MIN_INPUT_SIDE}x'
                          f'{MIN_INPUT_SIDE} the backbone takes; trace at a larger size')
     names = output_names(model)
+    image = torch.randn(batch, 3, *shape)
+    traceable = make_adaptive_pools_traceable(copy.deepcopy(model))
+    with warnings.catch_warnings(), torch.no_grad():
+        if exporter == 'dynamo':
+            _export_dynamo(traceable, image, path, opset, names)
+        else:
+            _export_torchscript(traceable, image, path, opset, names)
+    return names
+
+
+def _export_torchscript(model: nn.Module, image: torch.Tensor, path: str, opset: int,
+                        names: List[str]) -> None:
     axes = {INPUT_NAME: {0: 'batch', 2: 'height', 3: 'width'}}
     axes.update({name: {0: 'batch', 2: f'{name}_height', 3: f'{name}_width'} for name in names})
-    image = torch.randn(1, 3, *shape)
-    with warnings.catch_warnings(), torch.no_grad():
-        # the backbone's input checks run on the tracing image only, which the warnings say
-        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning,
-                                module=r'mmcoatnet\.models\.backbone')
-        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript')
-        traceable = make_adaptive_pools_traceable(copy.deepcopy(model))
-        torch.onnx.export(traceable, (image,), path, **torchscript_exporter(), opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes)
-    return names
+    # the backbone's input checks run on the tracing image only, which the warnings say
+    warnings.filterwarnings('ignore', category=torch.jit.TracerWarning,
+                            module=r'mmcoatnet\.models\.backbone')
+    warnings.filterwarnings('ignore', message='You are using the legacy TorchScript')
+    torch.onnx.export(model, (image,), path, **torchscript_exporter(), opset_version=opset,
+                      input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes)
+
+
+def _export_dynamo(model: nn.Module, image: torch.Tensor, path: str, opset: int,
+                   names: List[str]) -> None:
+    require_torch(DYNAMO_ONNX_EXPORT, 'the dynamo ONNX exporter (--exporter dynamo)')
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ImportError('--exporter dynamo needs onnxscript (pip install onnxscript, or '
+                          '.[deploy]); or use --exporter torchscript') from error
+    import torch.fx.experimental._config as shape_config
+    from torch.export import Dim
+    dynamic = {INPUT_NAME: {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
+    # size-oblivious: a batch-1 example keeps the batch dynamic instead of specialising on 1
+    with shape_config.patch(backed_size_oblivious=True):
+        torch.onnx.export(model, (image,), path, dynamo=True, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=names, dynamic_shapes=dynamic,
+                          external_data=False, verbose=False)
+
+
+def convert_to_float16(path: str) -> None:
+    """Rewrites the ONNX file at ``path`` with float16 weights and computation, its input and
+    outputs kept float32 (onnxruntime's own converter, ``keep_io_types``): what fp16 deployment
+    runs, checkable in onnxruntime's CPU session against PyTorch."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    onnx.save(convert_float_to_float16(onnx.load(path), keep_io_types=True), path)
 
 
 def onnx_session(path: str, threads: int = 0):

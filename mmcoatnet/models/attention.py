@@ -28,13 +28,15 @@ from .rel_pos import (
     toeplitz_blocks_by_offsets,
     toeplitz_blocks_grad,
 )
-from .torch_compat import FLEX_ATTENTION, is_compiling, require_torch
+from .torch_compat import FLEX_ATTENTION, is_compiling, is_exporting, require_torch
 
 
 def exporting() -> bool:
-    """Whether the model is being traced (torch.jit.trace, torch.onnx's TorchScript exporter): sizes
-    are then graph values, and anything turned into a Python int or tested would be baked in."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    """Whether the model is being traced for export (torch.jit.trace, torch.onnx's TorchScript
+    exporter, torch.export and so torch.onnx's dynamo exporter): sizes are then graph values
+    (0-dim tensors or symbolic ints), and anything turned into a Python int or tested would be
+    baked in."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or is_exporting()
 
 
 def symbolic_or_int_size(feat_size: Size) -> Size:
@@ -287,12 +289,22 @@ def _chunk_buffer(q: torch.Tensor, queries: int, keys: int) -> Optional[torch.Te
 TRACED_CHUNKS = 16
 
 
+def _attend_traced_rows(scaled_q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        blocks: torch.Tensor, feat_size: Size, rows: torch.Tensor) -> torch.Tensor:
+    """One chunk of the exported kernels: the queries of map ``rows`` (already scaled) against
+    every key, the bias gathered from the Toeplitz ``blocks``, the softmax in float32."""
+    scores = torch.matmul(scaled_q_rows, k.transpose(-2, -1))
+    bias = gather_rows_bias_by_offsets(blocks, feat_size, rows)
+    probs = (scores + bias.to(scores.dtype)).softmax(dim=-1, dtype=torch.float32)
+    return torch.matmul(probs.to(v.dtype), v)
+
+
 def traced_chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              table: torch.Tensor, feat_size: Size,
                              chunks: int = TRACED_CHUNKS) -> torch.Tensor:
     """softmax(q kᵀ / √d + bias) v in ``chunks`` chunks of query map rows, the bounds and the bias
-    of each computed from the sizes as graph values (traceable for export, exact), the softmax in
-    float32. ``table`` is the (heads, 2H-1, 2W-1) table for ``feat_size``."""
+    of each computed from the sizes as graph values (torch.jit.trace, so the TorchScript ONNX
+    exporter; exact). ``table`` is the (heads, 2H-1, 2W-1) table for ``feat_size``."""
     height, width = (torch.as_tensor(side) for side in feat_size)
     blocks = toeplitz_blocks_by_offsets(table, width)
     rows_per_chunk = (height + chunks - 1) // chunks
@@ -302,11 +314,30 @@ def traced_chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         start = torch.minimum(chunk * rows_per_chunk, height)
         stop = torch.minimum((chunk + 1) * rows_per_chunk, height)
         tokens = torch.arange(start * width, stop * width, device=q.device)
-        scores = torch.matmul(scaled.index_select(2, tokens), k.transpose(-2, -1))
-        bias = gather_rows_bias_by_offsets(blocks, feat_size, torch.arange(start, stop))
-        probs = (scores + bias.to(scores.dtype)).softmax(dim=-1, dtype=torch.float32)
-        outs.append(torch.matmul(probs.to(v.dtype), v))
+        outs.append(_attend_traced_rows(scaled.index_select(2, tokens), k, v, blocks, feat_size,
+                                        torch.arange(start, stop)))
     return torch.cat(outs, dim=2)
+
+
+def exported_chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                               table: torch.Tensor, feat_size: Size,
+                               chunks: int = TRACED_CHUNKS) -> torch.Tensor:
+    """:func:`traced_chunked_attention` for torch.export (the dynamo ONNX exporter), whose sizes
+    are symbolic ints: the queries padded to ``chunks`` equal chunks (padding rows take the last
+    row's bias, their outputs are dropped), so no chunk bound needs a min. With min-bounded chunks
+    torch.export's symbolic reasoning took the toy detector 268 s instead of 20 s."""
+    height, width = feat_size
+    blocks = toeplitz_blocks_by_offsets(table, width)
+    rows_per_chunk = (height + chunks - 1) // chunks
+    scaled = q * q.shape[-1] ** -0.5
+    scaled = F.pad(scaled, (0, 0, 0, (rows_per_chunk * chunks - height) * width))
+    outs = []
+    for chunk in range(chunks):
+        start = chunk * rows_per_chunk
+        rows = torch.arange(start, start + rows_per_chunk, device=q.device).clamp(max=height - 1)
+        outs.append(_attend_traced_rows(scaled.narrow(2, start * width, rows_per_chunk * width),
+                                        k, v, blocks, feat_size, rows))
+    return torch.cat(outs, dim=2).narrow(2, 0, height * width)
 
 
 def explicit_softmax_by_default(device: torch.device) -> bool:
@@ -495,7 +526,9 @@ class RelativeAttention(nn.Module):
         mask, at once. An explicit softmax in float32: plain ONNX ops from opset 11 on."""
         table = self.rel_pos.table_in_graph(feat_size)
         if key_padding_mask is None:
-            return traced_chunked_attention(q, k, v, table, feat_size)
+            kernel = traced_chunked_attention if torch.jit.is_tracing() \
+                else exported_chunked_attention
+            return kernel(q, k, v, table, feat_size)
         bias = gather_relative_bias_by_offsets(table, feat_size)
         scores = torch.matmul(q * self.head_dim ** -0.5, k.transpose(-2, -1)) + bias.to(q.dtype)
         scores = scores.masked_fill(key_padding_mask[:, None, None, :], float('-inf'))

@@ -13,6 +13,14 @@ else:  # torch 2.1, 2.2
     from torch._dynamo import is_compiling  # noqa: F401
 
 
+def is_exporting() -> bool:
+    """Whether torch.export traces the model (torch.onnx's dynamo exporter uses it); False where
+    torch.compiler.is_exporting does not exist yet (before 2.6), as torch.export's export of
+    mmcoatnet needs a newer torch anyway."""
+    check = getattr(torch.compiler, 'is_exporting', None)
+    return bool(check and check())
+
+
 def autocast_enabled(device_type: str) -> bool:
     """``torch.is_autocast_enabled(device_type)`` (torch >= 2.4); the per-device functions
     before."""
@@ -29,6 +37,7 @@ def autocast_enabled(device_type: str) -> bool:
 FLEX_ATTENTION = '2.5'     # torch.nn.attention.flex_attention
 MEMORY_SIMULATION = '2.5'  # torch.library.custom_op / register_fake, MemTracker
 COMPILED_TRAINING = '2.13'  # torch.compile of the models: fails on 2.1; tested on 2.13
+DYNAMO_ONNX_EXPORT = '2.9'  # torch.onnx's dynamo exporter, torch's default from 2.9; tested on 2.13
 
 
 class TorchTooOldError(RuntimeError):
