@@ -1,11 +1,13 @@
 """The tables of README.md and docs/*.md that hold measured figures, made from docs/results/.
 
-    python tools/dev/docs_tables.py [--check]       (make docs-tables; make test runs --check)
+    python tools/dev/docs_tables.py [--check]
 
 A table sits between ``<!-- table: NAME [ARG ...] -->`` and ``<!-- end table -->``: NAME is one of
 TABLES, whose function makes the lines in between from the results files it names in a
 "Figures:" line under the table. The tool rewrites them; --check compares and exits 1 on a
-difference, so no figure in a table can drift from its file.
+difference, so no figure in a table can drift from its file (tests/test_docs.py runs the same
+comparison). A table whose results file does not exist yet is left as it is and named; the tool
+then exits 1.
 """
 import argparse
 import glob
@@ -24,6 +26,32 @@ RECIPES = ['maskrcnn_coatnet0_ms-3x_coco', 'maskrcnn_coatnet1_ms-3x_coco',
            'upernet_coatnet0_ade20k', 'upernet_coatnet1_ade20k', 'upernet_coatnet2_ade20k']
 # the size class of each CoAtNet, by its parameters beside Swin's and ConvNeXt's (docs/recipes.md)
 SIZE_CLASS = {0: 'T', 1: 'S', 2: 'B'}
+# the library configs that flops.json counts beside the recipes: what they are, and the published
+# result (published_results.json) of the same model. mmdet's Swin-T Mask R-CNN 1x config is the
+# model of the 3x results: the schedule changes no FLOP
+LIBRARY_MODELS = {
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py':
+        ('Swin-T Mask R-CNN', 'maskrcnn_3x', 'Swin-T'),
+    'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':
+        ('ConvNeXt-T Cascade Mask R-CNN', 'cascade_3x', 'ConvNeXt-T'),
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py':
+        ('Swin-T UperNet', 'upernet_160k', 'Swin-T'),
+    'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py':
+        ('ConvNeXt-T UperNet', 'upernet_160k', 'ConvNeXt-T'),
+}
+# the training images of each protocol, for the GPU-hours estimate
+COCO_3X_IMAGES = 118287 * 36    # COCO train2017 x 36 epochs
+ADE_160K_CROPS = 160000 * 16    # 160k iterations x 16 crops of 512x512
+# sustained training throughput per GPU assumed by the estimate: a rough guess, not calibrated
+# against any GPU run (no GPU has been available to this project)
+GUESSED_TFLOPS = 30
+# the library model counted beside each protocol's recipes in the GPU-hours table
+GPU_HOURS_CALIBRATION = [
+    ('maskrcnn_3x', 'Swin-T Mask R-CNN 3x', 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'),
+    ('cascade_3x', 'ConvNeXt-T Cascade Mask R-CNN 3x',
+     'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'),
+    ('upernet_160k', 'Swin-T UperNet 160k',
+     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')]
 PROTOCOLS = {'maskrcnn_3x': 'maskrcnn_coatnet{n}_ms-3x_coco',
              'cascade_3x': 'cascade-maskrcnn_coatnet{n}_ms-3x_coco',
              'upernet_160k': 'upernet_coatnet{n}_ade20k'}
@@ -158,20 +186,28 @@ def flops():
 
 
 def onnx(*names):
-    """onnxruntime against PyTorch: the largest difference per size, and the times."""
+    """onnxruntime against PyTorch: the largest difference per size, the times and, where measured,
+    each one's peak memory growth in one inference."""
     rows = []
     for name in names:
         for entry in load(name):
             config = entry['config'].split('/')[-1].replace('.py', '')
+            exporter = 'dynamo' if 'dynamo=True' in entry['exporter'] else 'TorchScript'
+            if entry.get('float16'):
+                exporter += ', float16'
             for r in entry['results']:
                 size = 'x'.join(map(str, r['shape'][2:]))
                 times = (f"{r['torch_seconds']:.2f} / {r['onnxruntime_seconds']:.2f}"
                          if 'torch_seconds' in r else '-')
-                rows.append((f"`{config}` ({entry['what']})", size, r['shape'][0],
-                             f"{max(r['max_abs_diff']):.1e}", times))
-    return table(['model (config)', 'size', 'batch', 'max abs difference',
-                  'time (s): PyTorch / onnxruntime'], rows,
-                 ['---', '---', '---:', '---:', '---:']) + ['', figures_line(*names)]
+                memory = r.get('memory')
+                peaks = (f"{gib(memory['torch']['peak_growth_bytes'])} / "
+                         f"{gib(memory['onnxruntime']['peak_growth_bytes'])}" if memory else '-')
+                rows.append((f"`{config}` ({entry['what']})", exporter, size, r['shape'][0],
+                             f"{max(r['max_abs_diff']):.1e}", times, peaks))
+    return table(['model (config)', 'exporter', 'size', 'batch', 'max abs difference',
+                  'time (s): PyTorch / onnxruntime', 'peak growth (GiB): PyTorch / onnxruntime'],
+                 rows, ['---', '---', '---', '---:', '---:', '---:', '---:']) + [
+        '', figures_line(*names)]
 
 
 def transfer():
@@ -210,8 +246,175 @@ def test_durations(name):
         f"after (`make test`: two xdist workers), on {r['machine']}. " + figures_line(name)]
 
 
-TABLES = dict(benchmark=benchmark, recipes=recipes, compared=compared, flops=flops, onnx=onnx,
-              transfer=transfer, demo=demo, test_durations=test_durations)
+def train_profile(name, top='10'):
+    """The training step's operators by self CPU time, one column pair per entry (before, after)."""
+    entries = load(name)
+    rows = []
+    for rank in range(int(top)):
+        row = [rank + 1]
+        for entry in entries:
+            item = entry['top'][rank] if rank < len(entry['top']) else None
+            row += ([f"`{item['name']}`", f"{item['self_seconds']:.2f} ({item['share']:.0%})"]
+                    if item else ['-', '-'])
+        rows.append(row)
+    header = ['#']
+    for entry in entries:
+        header += [f"{entry['label']}: operator", 'self CPU s (share)']
+    steps = '; '.join(f"{e['label']}: step {e['step_seconds']:.1f} s, profiled "
+                      f"{e['profiled_self_seconds']:.1f} s" for e in entries)
+    first = entries[0]
+    return table(header, rows, ['---:'] + ['---', '---:'] * len(entries)) + [
+        '', f"`{first['arch']}` at {first['shape'][0]}x{first['shape'][1]}, batch 1, "
+        f"{first['threads']} threads. {steps}. " + figures_line(name)]
+
+
+def flops_vs_published():
+    """mmdet's and mmseg's own configs counted by get_flops.py, beside their published counts."""
+    published = load('published_results.json')['results']
+    rows = []
+    for e in load('flops.json'):
+        if e['config'] not in LIBRARY_MODELS or e.get('cfg_options'):
+            continue
+        model, protocol, backbone = LIBRARY_MODELS[e['config']]
+        shape = [800, 1280] if protocol != 'upernet_160k' else [512, 2048]
+        if e['shape'] != shape:
+            continue  # published counts are at the papers' sizes only
+        r = next(r for r in published if r['protocol'] == protocol and r['backbone'] == backbone)
+        rows.append((f"{model} (`{e['config']}`)", f"{e['shape'][1]}x{e['shape'][0]}",
+                     f"{e['gmacs']:.1f}G, {e['params_m']:.1f}M",
+                     f"{r['gflops']}G, {r['params_m']}M",
+                     f"{100 * (e['gmacs'] / r['gflops'] - 1):+.1f}%"))
+    return table(['model (config)', 'input', 'counted here', 'published', 'difference'], rows,
+                 ['---', '---', '---:', '---:', '---:']) + [
+        '', "Published: the repositories' READMEs, as published_results.json records them. The "
+        "Swin-T Mask R-CNN row counts mmdet's 1x config: 1x and 3x train the same model, so the "
+        'published 267G, given with the 3x results, is its count too. '
+        + figures_line('flops.json', 'published_results.json')]
+
+
+def gpu_hours():
+    """A rough estimate of each recipe's training time from its FLOPs and a guessed throughput."""
+    entries = load('flops.json')
+    rows, calibration = [], None
+    for protocol, label, config in GPU_HOURS_CALIBRATION:
+        seg = protocol == 'upernet_160k'
+        shape, images = ([512, 512], ADE_160K_CROPS) if seg else ([800, 1280], COCO_3X_IMAGES)
+        recipes = [PROTOCOLS[protocol].format(n=n) for n in SIZE_CLASS]
+        names = [(f'{label} (`{config}`, for calibration)', config)] + [
+            (f'`{recipe}`', f'configs/{recipe}.py') for recipe in recipes]
+        for name, path in names:
+            gmacs = flops_entry(entries, path, shape)['gmacs']
+            hours = images * 6 * gmacs * 1e9 / (GUESSED_TFLOPS * 1e12 * 3600)
+            calibration = calibration or hours / 8
+            rows.append((name, f'{shape[1]}x{shape[0]}', f'{gmacs:.1f}', f'{images / 1e6:.2f}M',
+                         f'{hours:.0f}', f'{hours / 8:.1f}'))
+    return table(['recipe', 'input counted', 'GMACs', 'training images', 'GPU-hours',
+                  'hours on 8 GPUs'], rows) + [
+        '', f'GPU-hours = images x 6 x GMACs x 1e9 / ({GUESSED_TFLOPS} TFLOP/s x 3600 s). The '
+        f'{GUESSED_TFLOPS} TFLOP/s sustained per GPU is a rough guess, not calibrated: no GPU run '
+        'exists. If your Swin-T Mask R-CNN 3x takes H hours on 8 GPUs, multiply every figure by '
+        f'H / {calibration:.1f}. ' + figures_line('flops.json')]
+
+
+def cpu_memory():
+    """Mask R-CNN CoAtNet-1's training memory on the CPU: measured, and simulated on fake
+    tensors."""
+    measured = {'default': load('train_memory_cpu_maskrcnn_coatnet1.json'),
+                'with_cp': load('train_memory_cpu_maskrcnn_coatnet1_with_cp.json')}
+    sim = load('train_memory_simulated_cpu_maskrcnn_coatnet1.json')
+    rows = []
+    for variant, label in (('default', 'default'), ('with_cp', '`with_cp=True`')):
+        real, estimate = measured[variant]['peak_rss_bytes'], sim['peak_bytes'][variant]['total']
+        rows.append((label, gib(real), f"{measured[variant]['seconds']:.0f}", gib(estimate),
+                     f'{100 * (estimate / real - 1):+.1f}%'))
+    m = measured['default']
+    return table(['backbone', 'measured peak (GiB)', 'iteration (s)', 'simulated peak (GiB)',
+                  'simulated against measured'], rows) + [
+        '', f"`{m['config']}` at {m['shape'][0]}x{m['shape'][1]}, batch {m['batch']}, float32, "
+        f"AdamW. Measured on the 2-core CPU ({m['threads']} threads, torch {m['torch']}): the peak "
+        f"RSS above the RSS after imports, freed memory returned at once; simulated (`--simulate "
+        f"cpu`, torch {sim['torch']}): the tensors alive at the peak. "
+        + figures_line('train_memory_cpu_maskrcnn_coatnet1.json',
+                       'train_memory_cpu_maskrcnn_coatnet1_with_cp.json',
+                       'train_memory_simulated_cpu_maskrcnn_coatnet1.json')]
+
+
+def train_memory(precision):
+    """Every recipe's estimated training memory per GPU in one precision (fp32 or amp), with and
+    without with_cp."""
+    rows, files = [], []
+    for recipe in RECIPES:
+        r = simulated(recipe, precision)
+        files.append(f'train_memory_simulated_cuda_{precision}_{recipe}.json')
+        cells = []
+        for variant in ('default', 'with_cp'):
+            peak = r['peak_bytes'][variant]
+            cells += [f"{gib(peak['total'])} ({gib(peak['activations'])})",
+                      gib(r['needed_bytes'][variant]), card(r, variant)]
+        rows.append((f'`configs/{recipe}.py`', f"{r['batch']} x {r['shape'][0]}x{r['shape'][1]}",
+                     *cells, f"{sum(r['seconds'].values()):.0f}"))
+    name = {'amp': 'AMP', 'fp32': 'float32'}[precision]
+    return table(['recipe', 'batch x input', f'{name} peak (activations)', '+ margin',
+                  'smallest card', '`with_cp` peak', '+ margin', 'smallest card',
+                  'simulation (s)'], rows,
+                 ['---', '---', '---:', '---:', '---', '---:', '---:', '---', '---:']) + [
+        '', 'GiB, estimated by simulation, no GPU run. Margin: +20% and 1 GiB. Simulation: the '
+        "tool's own run time for both variants together. " + figures_line(*files)]
+
+
+def compile_runs(*names):
+    """Eager against compiled step times of the toy models (compile_benchmark.py)."""
+    rows, notes, backends = [], [], set()
+    for name in names:
+        r = load(name)
+        run = name.replace('compile_cpu_', '').replace('.json', '')
+        backends.add(f"`{r['backend']}`")
+        for mode, m in r['modes'].items():
+            first, second = m['first_pass'], m['second_pass']
+            rows.append((f'`{run}`', mode, r['threads'], f"{m['eager_s']:.3f}",
+                         f"{m['compiled_s']:.3f}", f"{m['compiled_over_eager']:.2f}x",
+                         f"{m['compile_s']:.0f}",
+                         f"{first['graphs']}, {first['recompiles']}, {first['graph_breaks']}",
+                         'no recompile' if not second['recompiles'] else
+                         f"{second['graphs']}, {second['recompiles']}, {second['graph_breaks']}"))
+        extra = [f'{k}={v}' for k, v in r.get('env', {}).items()] + (
+            [r['note']] if r.get('note') else [])
+        if extra:
+            notes.append(f"`{run}`: {'; '.join(extra)}.")
+    return table(['run', 'mode', 'threads', 'eager (s/step)', 'compiled (s/step)',
+                  'compiled / eager', 'compile time (s)',
+                  'graphs, recompiles, breaks (first pass)', 'second pass'], rows,
+                 ['---', '---'] + ['---:'] * 5 + ['---', '---']) + [
+        '', f"Backend {', '.join(sorted(backends))}, batch {r['batch']}, on the 2-core CPU. "
+        + ''.join(note + ' ' for note in notes) + figures_line(*names)]
+
+
+def sixteen_gb():
+    """Which recipe fits a 16 GB card as shipped (float32), and with --amp and with_cp."""
+    rows = []
+    for recipe in RECIPES:
+        fp32, amp = simulated(recipe, 'fp32'), simulated(recipe, 'amp')
+
+        def verdict(report, variant):
+            fits = report['needed_bytes'][variant] <= 16 * 10 ** 9
+            return f"{'fits' if fits else 'no'} ({gib(report['needed_bytes'][variant])})"
+
+        rows.append((f'`{recipe}`', verdict(fp32, 'default'), verdict(amp, 'default'),
+                     verdict(fp32, 'with_cp'), verdict(amp, 'with_cp')))
+    return table(['recipe', 'as shipped (float32)', '`--amp`', '`with_cp`', '`--amp` + `with_cp`'],
+                 rows, ['---'] * 5) + [
+        '', 'A 16 GB card holds 16·10⁹ bytes (14.90 GiB); in brackets the estimated peak plus the '
+        'margin, in GiB, batch 2 per GPU. ' + figures_line(*(
+            f'train_memory_simulated_cuda_{p}_{r}.json' for p in ('fp32', 'amp')
+            for r in RECIPES))]
+
+
+TABLES = dict(sixteen_gb=sixteen_gb, benchmark=benchmark, recipes=recipes, compared=compared,
+              flops=flops, onnx=onnx,
+              transfer=transfer, demo=demo, test_durations=test_durations,
+              flops_vs_published=flops_vs_published, gpu_hours=gpu_hours, cpu_memory=cpu_memory,
+              train_memory=train_memory, compile=compile_runs,
+              train_profile=train_profile)
 
 
 # ---------------------------------------------------------------------------------- the pages
@@ -220,14 +423,24 @@ def pages():
     return [osp.join(ROOT, 'README.md')] + sorted(glob.glob(osp.join(ROOT, 'docs', '*.md')))
 
 
-def rendered(text: str, page: str) -> str:
+def rendered(text: str, page: str, missing=None) -> str:
+    """The page with every table made anew. A results file that does not exist raises, unless
+    ``missing`` is a list: then the table is left as it is and the file added to the list."""
     results = osp.relpath(osp.join(ROOT, RESULTS), osp.dirname(page))
 
     def make(match):
         name, args = match.group(1), match.group(2).split()
         if name not in TABLES:
             raise ValueError(f'{page}: unknown table {name!r}; known: {sorted(TABLES)}')
-        lines = [line.replace('{results}', results) for line in TABLES[name](*args)]
+        try:
+            lines = TABLES[name](*args)
+        except FileNotFoundError as error:
+            if missing is None:
+                raise
+            missing.append(f'{osp.relpath(page, ROOT)}: table {name}: no '
+                           f'{osp.relpath(error.filename, ROOT)}')
+            return match.group(0)
+        lines = [line.replace('{results}', results) for line in lines]
         return f'<!-- table: {name}{match.group(2)} -->\n' + '\n'.join(lines) + \
             '\n<!-- end table -->\n'
 
@@ -243,22 +456,25 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    stale = []
+    stale, missing = [], []
     for page in pages():
         with open(page, encoding='utf-8') as f:
             text = f.read()
-        new = rendered(text, page)
+        new = rendered(text, page, missing)
         if new != text:
             stale.append(osp.relpath(page, ROOT))
             if not args.check:
                 with open(page, 'w', encoding='utf-8') as f:
                     f.write(new)
+    if missing:
+        print('tables left as they are, their results file does not exist yet:\n  '
+              + '\n  '.join(missing), file=sys.stderr)
     if args.check and stale:
-        print('tables that differ from their results files (make docs-tables rewrites them): '
-              + ', '.join(stale), file=sys.stderr)
+        print('tables that differ from their results files (python tools/dev/docs_tables.py '
+              'rewrites them): ' + ', '.join(stale), file=sys.stderr)
         return 1
     print(('stale: ' if args.check else 'rewritten: ') + (', '.join(stale) or 'none'))
-    return 0
+    return 1 if missing else 0
 
 
 if __name__ == '__main__':

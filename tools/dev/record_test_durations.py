@@ -14,7 +14,8 @@ import sys
 from mmcoatnet.utils.results import write_json
 
 DURATION = re.compile(r'^([\d.]+)s (setup|call|teardown)\s+(\S+)')
-SUMMARY = re.compile(r'(\d+) passed.* in ([\d.]+)s')
+# pytest's last line, with its '=' frame or (under -q) without
+SUMMARY = re.compile(r'^=*\s*(?:\d+ failed, )?(\d+) passed.* in ([\d.]+)s')
 
 
 def parse(path: str):
@@ -28,7 +29,7 @@ def parse(path: str):
                 test = re.sub(r'\[/[^\]]*/configs/', '[configs/', test)  # ids without the checkout
                 tests[test] = tests.get(test, 0.0) + float(seconds)
             found = SUMMARY.search(line)
-            if found and '=' in line:
+            if found:
                 summary = int(found.group(1)), float(found.group(2))
     if summary is None:
         raise SystemExit(f'error: no pytest summary line ("N passed ... in Ss") in {path}')
