@@ -67,6 +67,13 @@ def figures_line(*names: str) -> str:
     return f'Figures: {links}.'
 
 
+def figures_line_with_simulations(*names: str) -> str:
+    """A figures line that names the recipes' 18 simulation files by their pattern."""
+    links = ''.join(f'[{name}]({{results}}/{name}), ' for name in names)
+    return (f'Figures: {links}[the simulations]({{results}}/README.md) '
+            '`train_memory_simulated_cuda_{fp32,amp}_<recipe>.json`.')
+
+
 def table(header, rows, align=None):
     align = align or ['---'] + ['---:'] * (len(header) - 1)
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(align) + '|']
@@ -132,14 +139,12 @@ def recipes():
         rows.append((f'`{recipe}`', f"{count['params_m']:.1f}M", f"{count['gmacs']:.0f}",
                      memory_cell(fp32, 'default'), memory_cell(fp32, 'with_cp'),
                      memory_cell(amp, 'default'), memory_cell(amp, 'with_cp')))
-    files = ['flops.json'] + sorted(osp.basename(p) for p in glob.glob(
-        osp.join(ROOT, RESULTS, 'train_memory_simulated_cuda_*_ms-3x_coco.json')) + glob.glob(
-        osp.join(ROOT, RESULTS, 'train_memory_simulated_cuda_*_ade20k.json')))
     return table(['recipe', 'params', 'GMACs', 'float32 (GiB): peak / + margin, card',
                   'float32, `with_cp`', 'AMP', 'AMP, `with_cp`'], rows,
                  ['---', '---:', '---:', '---', '---', '---', '---']) + [
         '', 'Estimated by simulation, no GPU run: batch 2 per GPU at 800x1333 (COCO) or 512x512 '
-        '(ADE20K); GMACs at 1280x800 / 2048x512, as the papers count. ' + figures_line(*files)]
+        '(ADE20K); GMACs at 1280x800 / 2048x512, as the papers count. '
+        + figures_line_with_simulations('flops.json')]
 
 
 def compared(protocol):
@@ -404,9 +409,7 @@ def sixteen_gb():
     return table(['recipe', 'as shipped (float32)', '`--amp`', '`with_cp`', '`--amp` + `with_cp`'],
                  rows, ['---'] * 5) + [
         '', 'A 16 GB card holds 16·10⁹ bytes (14.90 GiB); in brackets the estimated peak plus the '
-        'margin, in GiB, batch 2 per GPU. ' + figures_line(*(
-            f'train_memory_simulated_cuda_{p}_{r}.json' for p in ('fp32', 'amp')
-            for r in RECIPES))]
+        'margin, in GiB, batch 2 per GPU. ' + figures_line_with_simulations()]
 
 
 TABLES = dict(sixteen_gb=sixteen_gb, benchmark=benchmark, recipes=recipes, compared=compared,
