@@ -111,15 +111,16 @@ def test_float16_file_runs_in_onnxruntime_near_float32(tmp_path):
     out, record = tmp_path / 'fp16.onnx', tmp_path / 'fp16.json'
     run_tool('tools/deployment/pytorch2onnx.py', TOY_DET, '--out', str(out), '--exporter',
              'torchscript', '--fp16', '--shape', '64', '96', '--verify-sizes', '97x61', '224x224',
-             '--record', str(record))
+             '--repeat', '1', '--record', str(record))
     graph = onnx.load(str(out)).graph
     float16 = onnx.TensorProto.FLOAT16
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert sum(init.data_type == float16 for init in graph.initializer) > 0.9 * len(
         [init for init in graph.initializer if init.data_type in (float16, onnx.TensorProto.FLOAT)])
     (entry,) = json.loads(record.read_text())
-    assert entry['float16'] and entry['export_seconds'] > 0
+    assert entry['float16'] and entry['export_seconds'] > 0 and entry['repeat'] == 1
     for result in entry['results']:
+        assert result['torch_seconds'] > 0 and result['onnxruntime_seconds'] > 0
         for diff, largest in zip(result['max_abs_diff'], result['max_abs_value']):
             assert 0 < diff < 5e-3 * largest, result
 

@@ -152,7 +152,7 @@ def main(argv=None):
             what=args.what, cfg_options=args.cfg_options or {}, opset=opset,
             exporter=f'torch.onnx dynamo={args.exporter == "dynamo"}',
             export_seconds=round(export_seconds, 1), float16=args.fp16,
-            traced_at=[args.trace_batch, 3, *args.shape], threads=args.threads,
+            traced_at=[args.trace_batch, 3, *args.shape], threads=args.threads, repeat=args.repeat,
             onnxruntime=onnxruntime.__version__, cpu=platform.processor() or None,
             load_average=os.getloadavg(), results=results))
         print(f'recorded in {args.record}')

@@ -208,10 +208,11 @@ def onnx(*names):
                 peaks = (f"{gib(memory['torch']['peak_growth_bytes'])} / "
                          f"{gib(memory['onnxruntime']['peak_growth_bytes'])}" if memory else '-')
                 rows.append((f"`{config}` ({entry['what']})", exporter, size, r['shape'][0],
-                             f"{max(r['max_abs_diff']):.1e}", times, peaks))
+                             f"{max(r['max_abs_diff']):.1e}", times, entry.get('repeat', '-'),
+                             peaks))
     return table(['model (config)', 'exporter', 'size', 'batch', 'max abs difference',
-                  'time (s): PyTorch / onnxruntime', 'peak growth (GiB): PyTorch / onnxruntime'],
-                 rows, ['---', '---', '---', '---:', '---:', '---:', '---:']) + [
+                  'time (s): PyTorch / onnxruntime', 'best of', 'peak growth (GiB): PyTorch / '
+                  'onnxruntime'], rows, ['---', '---', '---'] + ['---:'] * 5) + [
         '', figures_line(*names)]
 
 
