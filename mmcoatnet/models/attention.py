@@ -283,9 +283,8 @@ def _chunk_buffer(q: torch.Tensor, queries: int, keys: int) -> Optional[torch.Te
 
 
 # Query chunks of the exported graph: its attention holds 1/TRACED_CHUNKS of a layer's N x N
-# scores at a time, where one whole-bias layer at 800x1344 held 0.85 GB of bias and as much of
-# scores. A fixed count, each chunk ceil(H / TRACED_CHUNKS) map rows: the graph stays one graph for
-# every size (trailing chunks of a small map are empty).
+# scores and bias at a time (docs/deployment.md). A fixed count, each chunk ceil(H / TRACED_CHUNKS)
+# map rows: the graph stays one graph for every size (trailing chunks of a small map are empty).
 TRACED_CHUNKS = 16
 
 
@@ -324,8 +323,8 @@ def exported_chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                                chunks: int = TRACED_CHUNKS) -> torch.Tensor:
     """:func:`traced_chunked_attention` for torch.export (the dynamo ONNX exporter), whose sizes
     are symbolic ints: the queries padded to ``chunks`` equal chunks (padding rows take the last
-    row's bias, their outputs are dropped), so no chunk bound needs a min. With min-bounded chunks
-    torch.export's symbolic reasoning took the toy detector 268 s instead of 20 s."""
+    row's bias, their outputs are dropped), so no chunk bound needs a min: min bounds make
+    torch.export's symbolic reasoning many times slower (docs/architecture.md)."""
     height, width = feat_size
     blocks = toeplitz_blocks_by_offsets(table, width)
     rows_per_chunk = (height + chunks - 1) // chunks
