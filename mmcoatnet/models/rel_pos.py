@@ -152,7 +152,11 @@ def offset_index(length) -> torch.Tensor:
 def toeplitz_blocks_by_offsets(table: torch.Tensor, width) -> torch.Tensor:
     """(heads, 2H-1, x_q, x_k) Toeplitz blocks gathered by :func:`offset_index` of the columns:
     traceable with ``width`` a graph value."""
-    return table[:, :, offset_index(width).to(table.device)]
+    index = offset_index(width).to(table.device)
+    # index_select, not table[:, :, index]: torch.export lowers the latter to a Transpose around
+    # GatherND, which copies its output once more
+    return table.index_select(2, index.flatten()).reshape(
+        table.shape[0], table.shape[1], index.shape[0], index.shape[1])
 
 
 def gather_rows_bias_by_offsets(blocks: torch.Tensor, feat_size: Size,
@@ -165,7 +169,9 @@ def gather_rows_bias_by_offsets(blocks: torch.Tensor, feat_size: Size,
     key_rows = torch.arange(h, device=blocks.device)
     offsets = rows.to(blocks.device)[:, None] - key_rows[None, :] + (h - 1)  # (rows, key rows)
     index = offsets[:, None, :] * w + query_columns[None, :, None]  # (rows, x_q, key rows)
-    bias = blocks.flatten(1, 2)[:, index]  # (heads, y_q, x_q, y_k, x_k)
+    # (heads, y_q * x_q * y_k, x_k), each gathered entry a row of x_k; index_select for the reason
+    # given in toeplitz_blocks_by_offsets
+    bias = blocks.flatten(1, 2).index_select(1, index.flatten())
     # sizes spelled out, no -1: onnxruntime cannot infer a -1 beside a zero (an empty chunk)
     return bias.reshape(bias.shape[0], rows.shape[0] * w, h * w)
 
