@@ -266,6 +266,22 @@ def test_simulated_training_memory_agrees_with_a_real_cpu_step(tmp_path, config)
     assert 'simulated for cpu (no arithmetic run)' in result.stdout
 
 
+def test_profile_tool_records_the_training_steps_operators_by_self_time(tmp_path):
+    record = tmp_path / 'profile.json'
+    for label in ('before', 'after', 'after'):
+        run_tool('tools/analysis_tools/profile_train_step.py', '--arch', 'coatnet-pico',
+                 '--shape', '64', '96', '--top', '8', '--threads', '1', '--label', label,
+                 '--record', str(record))
+    entries = json.loads(record.read_text())
+    assert [e['label'] for e in entries] == ['before', 'after']  # a label's entry is replaced
+    entry = entries[1]
+    assert entry['shape'] == [64, 96] and entry['step_seconds'] > 0 and len(entry['top']) == 8
+    shares = [item['share'] for item in entry['top']]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
+    names = {item['name'] for e in entries for item in e['top']}
+    assert any(name.endswith('_backward') for name in names)  # the step ran a backward pass
+
+
 @pytest.mark.slow
 def test_benchmark_measures_each_case_in_its_own_process_and_writes_reports(tmp_path):
     out = tmp_path / 'bench'

@@ -4,12 +4,12 @@ What is exported (``WHATS``):
   backbone   a detector's ``extract_feat`` (backbone + neck): image to the FPN maps
   segmentor  a segmentor's ``encode_decode``: image to logits at the image's size
 
-Exporters (``EXPORTERS``): ``dynamo`` is torch.onnx's torch.export-based one (torch's default from
-2.9, needs onnxscript); ``torchscript`` its deprecated TorchScript one (``dynamo=False``), which
-mmdeploy 1.3.1 still needs. Either way CoAtNet's attention takes its ``'traced'`` kernel, which
-resizes and gathers the relative bias from the feature size as a graph value, so one file serves
-every batch, height and width. The input is the normalised image (the data preprocessor's output),
-of any size of at least 32x32.
+Exporters (``EXPORTERS``): ``torchscript``, the default here, is torch.onnx's deprecated
+TorchScript one (``dynamo=False``), which mmdeploy 1.3.1 still needs and which exports in seconds;
+``dynamo`` its torch.export-based one (torch's default from 2.9, needs onnxscript). Either way
+CoAtNet's attention takes its ``'traced'`` kernel, which resizes and gathers the relative bias from
+the feature size as a graph value, so one file serves every batch, height and width. The input is
+the normalised image (the data preprocessor's output), of any size of at least 32x32.
 """
 import copy
 import time

@@ -48,18 +48,19 @@ RESULT_PREFIX = 'BENCHMARK-RESULT '
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def load_memory_helpers():
-    """mmcoatnet/utils/memory.py read as a file, not through the package: the timm cases may run
+def load_helpers(name: str):
+    """mmcoatnet/utils/<name>.py read as a file, not through the package: the timm cases may run
     under timm's own Python, which cannot import mmcoatnet (no mmcv there)."""
     spec = importlib.util.spec_from_file_location(
-        'mmcoatnet_memory', osp.join(REPO, 'mmcoatnet', 'utils', 'memory.py'))
+        f'mmcoatnet_{name}', osp.join(REPO, 'mmcoatnet', 'utils', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-memory = load_memory_helpers()
+memory = load_helpers('memory')
 current_rss_bytes, peak_rss_bytes, gib = memory.current_rss_bytes, memory.peak_rss_bytes, memory.gib
+backbone_train_step = load_helpers('backbone_step').backbone_train_step
 
 
 # ----------------------------------------------------------------------------- models (in a case)
@@ -126,10 +127,7 @@ def run_case(case: dict) -> dict:
 
     def step():
         if training:
-            outs = model(x)
-            sum(o.float().mean() for o in outs).backward()
-            model.zero_grad(set_to_none=True)
-            return outs
+            return backbone_train_step(model, x)
         with torch.no_grad():
             return model(x)
 

@@ -1,5 +1,5 @@
-"""The operators that take a CoAtNet backbone's training step (forward and backward of a batch-1
-image), by torch.profiler's self CPU time: what to attack first when the step is slow.
+"""The operators that take a CoAtNet backbone's training step (the step `make benchmark` times, on a
+batch-1 image), by torch.profiler's self CPU time: what to attack first when the step is slow.
 
     python tools/analysis_tools/profile_train_step.py [--arch coatnet-0-rw] [--shape 800 1344]
         [--top 15] [--threads 2] [--label TEXT] [--record docs/results/train_profile_cpu.json]
@@ -15,6 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mmcoatnet.models import CoAtNet
+from mmcoatnet.utils.backbone_step import backbone_train_step
 from mmcoatnet.utils.cli import exit_status
 from mmcoatnet.utils.results import append_json
 from mmcoatnet.utils.sizes import add_shape_argument
@@ -37,17 +38,12 @@ def main(argv=None):
     torch.manual_seed(0)
     model = CoAtNet(args.arch).train()
     image = torch.randn(1, 3, *args.shape)
-
-    def step():
-        sum(out.float().mean() for out in model(image)).backward()
-        model.zero_grad(set_to_none=True)
-
-    step()
+    backbone_train_step(model, image)
     start = time.perf_counter()
-    step()
+    backbone_train_step(model, image)
     seconds = time.perf_counter() - start
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        step()
+        backbone_train_step(model, image)
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     top = [dict(name=e.key, calls=e.count, self_seconds=e.self_cpu_time_total / 1e6,
