@@ -8,6 +8,10 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
+from mmcoatnet.models.torch_compat import TORCH_VERSION
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_DET = osp.join(ROOT, 'configs', 'toy', 'maskrcnn_coatnet-pico_toy.py')
 TOY_SEG = osp.join(ROOT, 'configs', 'toy', 'upernet_coatnet-pico_toy.py')
@@ -24,6 +28,13 @@ SEG_ITERS = 100
 TOOL_ENV = dict(os.environ, OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'))
 if os.environ.get('PYTEST_XDIST_WORKER'):
     TOOL_ENV.setdefault('OMP_NUM_THREADS', '1')
+
+
+def needs_torch(version, feature):
+    """Skips a test of ``feature`` where this torch is older than ``version`` (a release named in
+    mmcoatnet/models/torch_compat.py), naming both; make test-oldest runs the core tests on 2.1."""
+    return pytest.mark.skipif(TORCH_VERSION < version,
+                              reason=f'{feature} needs torch >= {version}; this is {TORCH_VERSION}')
 
 
 def run_tool(*args, check=True, timeout=600, env=None, cwd=ROOT):

@@ -13,6 +13,9 @@ from mmcoatnet.models.reference import (
     reference_relative_attention,
 )
 from mmcoatnet.models.rel_pos import table_size
+from mmcoatnet.models.torch_compat import DYNAMO_ONNX_EXPORT, FLEX_ATTENTION
+
+from helpers import needs_torch
 
 
 def assert_matches_reference_with_gradients(attn: RelativeAttention, x: torch.Tensor):
@@ -149,8 +152,8 @@ def test_chunked_inference_equals_reference_and_uses_the_cached_table():
 
 
 @pytest.mark.slow
+@needs_torch(FLEX_ATTENTION, 'FlexAttention')
 def test_flex_attention_reads_the_bias_inside_the_kernel():
-    pytest.importorskip('torch.nn.attention.flex_attention')
     torch.manual_seed(0)
     attn = RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='flex').eval()
     x = torch.randn(2, 6, 5, 32)  # a 6x5 map: the table is resized from 4x4, as at run time
@@ -274,6 +277,7 @@ def test_the_exported_graphs_chunked_attention_equals_the_reference(size):
     torch.testing.assert_close(exported_chunked_attention(q, k, v, table, size), expected)
 
 
+@needs_torch(DYNAMO_ONNX_EXPORT, 'torch.export (the dynamo ONNX exporter)')
 def test_torch_export_takes_the_exported_kernel():
     """Under torch.export (the dynamo ONNX exporter) the attention picks its export kernel, so no
     size is tested or turned into an int: H and W stay dynamic in the exported program."""

@@ -17,9 +17,10 @@ from mmcoatnet.engine.hooks.compiled_training_hook import (
 from mmcoatnet.models import CoAtNet
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, flex_token_bucket
 from mmcoatnet.models.reference import ReferenceRelativeAttention
+from mmcoatnet.models.torch_compat import FLEX_ATTENTION
 from mmcoatnet.utils.compile_counts import counting_compiles
 
-from helpers import TOY_SEG, run_tool
+from helpers import TOY_SEG, needs_torch, run_tool
 
 SIZES = [(128, 160), (96, 128), (160, 96), (64, 224)]  # H and W both change at every step
 
@@ -90,8 +91,8 @@ def test_chunked_attention_runs_eagerly_in_a_compiled_model_without_recompiling_
     assert new_graphs[0] > 0 and new_graphs[2:] == [0, 0, 0], (new_graphs, rows, chunks)
 
 
+@needs_torch(FLEX_ATTENTION, 'FlexAttention')
 def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
-    pytest.importorskip('torch.nn.attention.flex_attention')
     torch.manual_seed(0)
     attn = RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='flex').eval()
     sizes = [(5, 7), (6, 9), (9, 5), (10, 10), (12, 6), (11, 13), (13, 13)]  # 35 to 169 tokens
@@ -107,10 +108,10 @@ def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
 
 
 @pytest.mark.slow
+@needs_torch(FLEX_ATTENTION, 'FlexAttention')
 def test_flex_attention_inside_a_compiled_model_does_not_recompile_it_per_size():
     """The model compiled as a whole: FlexAttention runs outside its graph (a graph break), so the
     bucket, a Python int of the size, does not make the model's graph recompile per size."""
-    pytest.importorskip('torch.nn.attention.flex_attention')
     torch.manual_seed(0)
     arch = dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 64))
     model = CoAtNet(arch=arch, attention_impl='flex').eval()

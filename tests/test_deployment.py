@@ -23,9 +23,10 @@ from mmcoatnet.deployment.onnx_export import (
     onnx_session,
     run_onnx,
 )
+from mmcoatnet.models.torch_compat import DYNAMO_ONNX_EXPORT
 from mmcoatnet.utils.cli import load_config
 
-from helpers import TOY_DET, TOY_SEG, run_tool
+from helpers import TOY_DET, TOY_SEG, needs_torch, run_tool
 
 # none a multiple of 32, and none the size the files are traced at (64x96)
 SIZES = [(97, 61), (224, 224), (333, 517)]
@@ -94,6 +95,7 @@ def test_batch_height_and_width_are_graph_inputs(toy_features):
 
 
 @pytest.mark.slow
+@needs_torch(DYNAMO_ONNX_EXPORT, 'the dynamo ONNX exporter')
 def test_dynamo_export_takes_any_batch_and_size(tmp_path_factory):
     """Through torch.export, traced at batch 1: windowed S3 blocks and global ones, UperNet's
     pyramid pooling and resizes; one file for batch 1 and 2 and sizes it never saw."""
