@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from .models.torch_compat import TORCH_VERSION
+from .torch_compat import TORCH_VERSION
 
 
 def _history_buffer_method(owner: Any, name: str) -> Any:

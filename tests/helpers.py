@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mmcoatnet.models.torch_compat import TORCH_VERSION
+from mmcoatnet.torch_compat import TORCH_VERSION
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_DET = osp.join(ROOT, 'configs', 'toy', 'maskrcnn_coatnet-pico_toy.py')
@@ -32,7 +32,7 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
 
 def needs_torch(version, feature):
     """Skips a test of ``feature`` where this torch is older than ``version`` (a release named in
-    mmcoatnet/models/torch_compat.py), naming both; make test-oldest runs the core tests on 2.1."""
+    mmcoatnet/torch_compat.py), naming both; make test-oldest runs the core tests on 2.1."""
     return pytest.mark.skipif(TORCH_VERSION < version,
                               reason=f'{feature} needs torch >= {version}; this is {TORCH_VERSION}')
 

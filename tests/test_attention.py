@@ -13,7 +13,7 @@ from mmcoatnet.models.reference import (
     reference_relative_attention,
 )
 from mmcoatnet.models.rel_pos import table_size
-from mmcoatnet.models.torch_compat import DYNAMO_ONNX_EXPORT, FLEX_ATTENTION
+from mmcoatnet.torch_compat import DYNAMO_ONNX_EXPORT, FLEX_ATTENTION
 
 from helpers import needs_torch
 

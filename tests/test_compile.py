@@ -17,7 +17,7 @@ from mmcoatnet.engine.hooks.compiled_training_hook import (
 from mmcoatnet.models import CoAtNet
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, flex_token_bucket
 from mmcoatnet.models.reference import ReferenceRelativeAttention
-from mmcoatnet.models.torch_compat import FLEX_ATTENTION
+from mmcoatnet.torch_compat import FLEX_ATTENTION
 from mmcoatnet.utils.compile_counts import counting_compiles
 
 from helpers import TOY_SEG, needs_torch, run_tool

@@ -23,7 +23,7 @@ from mmcoatnet.deployment.onnx_export import (
     onnx_session,
     run_onnx,
 )
-from mmcoatnet.models.torch_compat import DYNAMO_ONNX_EXPORT
+from mmcoatnet.torch_compat import DYNAMO_ONNX_EXPORT
 from mmcoatnet.utils.cli import load_config
 
 from helpers import TOY_DET, TOY_SEG, needs_torch, run_tool

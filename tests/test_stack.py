@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmcoatnet.models import CoAtNet
-from mmcoatnet.models.torch_compat import (
+from mmcoatnet.torch_compat import (
     COMPILED_TRAINING,
     FLEX_ATTENTION,
     MEMORY_SIMULATION,

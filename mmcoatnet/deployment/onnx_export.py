@@ -22,7 +22,7 @@ import torch.nn as nn
 from mmengine.utils import to_2tuple
 
 from ..models.backbone import MIN_INPUT_SIDE  # the graph cannot check it, so run_onnx does
-from ..models.torch_compat import DYNAMO_ONNX_EXPORT, require_torch
+from ..torch_compat import DYNAMO_ONNX_EXPORT, require_torch
 
 WHATS = {'backbone': 'mmdet', 'segmentor': 'mmseg'}  # what to export: the scope it needs
 # ONNX Resize takes run-time sizes and the cubic mode the tables are resized with from opset 11

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
 
+from ..torch_compat import FLEX_ATTENTION, is_compiling, is_exporting, require_torch
 from .archs import TransformerOptions
 from .rel_pos import (
     Size,
@@ -28,7 +29,6 @@ from .rel_pos import (
     toeplitz_blocks_by_offsets,
     toeplitz_blocks_grad,
 )
-from .torch_compat import FLEX_ATTENTION, is_compiling, is_exporting, require_torch
 
 
 def exporting() -> bool:

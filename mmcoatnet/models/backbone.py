@@ -11,10 +11,10 @@ from mmengine.registry import MODELS
 from mmengine.utils import to_2tuple
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..torch_compat import autocast_enabled
 from .archs import ARCH_SETTINGS, ArchSpec, resolve_arch
 from .attention import CachedBiasProvider, RelativePositionBias
 from .blocks import CoAtNetStage, LayerScale, MBConv, Stem, TransformerBlock
-from .torch_compat import autocast_enabled
 from .windows import as_window_size
 
 MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input

@@ -11,11 +11,11 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..torch_compat import is_compiling
 from .archs import ConvOptions, TransformerOptions
 from .attention import RelativeAttention, build_bias_provider, exporting
 from .norm_act import norm_act
 from .rel_pos import Size
-from .torch_compat import is_compiling
 from .windows import window_padding_mask, window_partition, window_unpartition
 
 

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .torch_compat import is_compiling
+from ..torch_compat import is_compiling
 
 
 # Activation derivatives at y, computed in place: backward of a large map holds few temporaries.

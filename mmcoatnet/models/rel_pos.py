@@ -9,7 +9,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from .torch_compat import is_compiling
+from ..torch_compat import is_compiling
 
 Size = Tuple[int, int]
 

@@ -5,7 +5,7 @@ import os
 import os.path as osp
 from typing import Callable, Optional, Union
 
-from ..models.torch_compat import TorchTooOldError
+from ..torch_compat import TorchTooOldError
 from .data_root import set_data_root
 from .errors import ToolError
 

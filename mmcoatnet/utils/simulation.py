@@ -39,7 +39,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..models.attention import RelativeAttention
-from ..models.torch_compat import MEMORY_SIMULATION, require_torch
+from ..torch_compat import MEMORY_SIMULATION, require_torch
 
 aten = torch.ops.aten
 

@@ -4,7 +4,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ...models.torch_compat import COMPILED_TRAINING, require_torch
+from ...torch_compat import COMPILED_TRAINING, require_torch
 
 
 def keep_optimizer_step_eager(optim_wrapper) -> None:
