@@ -2,7 +2,11 @@
 made once per test run. Under pytest-xdist (``make test`` runs two workers) the first worker that
 asks makes it, under a file lock, in a folder all workers see; the others wait for it and reuse it.
 """
+import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from filelock import FileLock
@@ -44,7 +48,19 @@ def toy_cls(shared_dir):
     return str(out / 'toy_cls')
 
 
-@pytest.fixture(scope='session')
+# The session fixtures that train a model, in the order they are defined. The tests that request one
+# (directly or through another fixture) are its group: under xdist they run on one worker, one after
+# the other, so that the other worker never waits for the training, and first (see the hooks below).
+TRAINING_FIXTURES = []
+
+
+def training_fixture(function):
+    """A session fixture that trains a model; its tests are a group (TRAINING_FIXTURES)."""
+    TRAINING_FIXTURES.append(function.__name__)
+    return pytest.fixture(scope='session')(function)
+
+
+@training_fixture
 def trained_det(shared_dir, toy_data):
     """The toy Mask R-CNN trained once to overfit the toy data's 8 training images, shared by the
     tests that need a trained detector: (config, work dir, checkpoint)."""
@@ -59,7 +75,7 @@ def trained_det(shared_dir, toy_data):
     return str(folder / 'det.py'), folder / 'work', folder / 'work' / f'epoch_{DET_EPOCHS}.pth'
 
 
-@pytest.fixture(scope='session')
+@training_fixture
 def trained_seg(shared_dir, toy_data):
     """The toy UperNet trained once to overfit the toy data's training images."""
     def train(folder):
@@ -70,7 +86,7 @@ def trained_seg(shared_dir, toy_data):
     return str(folder / 'seg.py'), folder / 'work', folder / 'work' / f'iter_{SEG_ITERS}.pth'
 
 
-@pytest.fixture(scope='session')
+@training_fixture
 def toy_pretraining(shared_dir, toy_cls):
     """The toy pre-training run (configs/toy/coatnet-pico_toy-cls.py) on the toy set: its work
     dir."""
@@ -79,42 +95,68 @@ def toy_pretraining(shared_dir, toy_cls):
         'tools/train.py', TOY_CLS, '--work-dir', str(work_dir), '--cfg-options', *data))
 
 
-# The tests of each training fixture: under xdist they run on one worker, one after the other, so
-# that the other worker never waits for the fixture (pytest_xdist_make_scheduler), and first.
-FIXTURE_GROUPS = {
-    'toy_pretraining': ('test_toy_pretraining_beats_chance',
-                        'test_fine_tuning_configs_start_from_the_classification_checkpoint'),
-    'trained_det': ('test_toy_mask_rcnn_trains_tests_and_draws',
-                    'test_inference_detector_api_with_a_trained_toy_checkpoint'),
-    'trained_seg': ('test_toy_upernet_trains_and_tests',),
-}
+def fixture_group(item):
+    """The training fixture a test requests, directly or not (the first of TRAINING_FIXTURES), or
+    None."""
+    return next((name for name in TRAINING_FIXTURES if name in item.fixturenames), None)
 
 
-def fixture_group(nodeid: str):
-    name = nodeid.split('::')[-1].split('[')[0]
-    return next((group for group, tests in FIXTURE_GROUPS.items() if name in tests), None)
+GROUPS_DIR = 'mmcoatnet_fixture_groups'  # the key of the folder in xdist's workerinput
+groups_dir_key = pytest.StashKey[str]()  # the controller's
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Order (a stable sort): the tests of a training fixture, then slow tests, then the rest. Under
-    xdist the long ones start early, instead of one of them running alone at the end."""
+    xdist the long ones start early, instead of one of them running alone at the end. An xdist
+    worker also writes each test's group for the controller, which sees node ids only."""
     def rank(item):
-        if fixture_group(item.nodeid):
+        if fixture_group(item):
             return 0
         return 1 if item.get_closest_marker('slow') else 2
 
     items.sort(key=rank)
+    workerinput = getattr(config, 'workerinput', None)
+    if workerinput is not None and GROUPS_DIR in workerinput:
+        groups = {item.nodeid: group for item in items for group in [fixture_group(item)] if group}
+        path = Path(workerinput[GROUPS_DIR]) / f"{workerinput['workerid']}.json"
+        path.with_suffix('.tmp').write_text(json.dumps(groups))
+        os.replace(path.with_suffix('.tmp'), path)  # read whole or not at all
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook, on the controller
+def pytest_configure_node(node):
+    """Tells each worker the folder for its tests' groups (pytest_collection_modifyitems)."""
+    stash = node.config.stash
+    if groups_dir_key not in stash:
+        stash[groups_dir_key] = tempfile.mkdtemp(prefix='mmcoatnet-fixture-groups-')
+    node.workerinput[GROUPS_DIR] = stash[groups_dir_key]
+
+
+def pytest_unconfigure(config):
+    if groups_dir_key in config.stash:
+        shutil.rmtree(config.stash[groups_dir_key], ignore_errors=True)
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook: without xdist, not called
 def pytest_xdist_make_scheduler(config, log):
-    """xdist's load scheduling with each FIXTURE_GROUPS entry as one unit of work. (xdist 3.8's
+    """xdist's load scheduling with the tests of each training fixture as one unit of work, from
+    the groups the workers wrote at collection, which ends before scheduling starts. (xdist 3.8's
     own xdist_group marks are not honoured under pytest 9: its groups were split across workers.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class FixtureGroupScheduling(LoadScopeScheduling):
+        groups = None
+
         def _split_scope(self, nodeid: str) -> str:
-            return fixture_group(nodeid) or nodeid
+            if self.groups is None:
+                files = sorted(Path(config.stash[groups_dir_key]).glob('*.json'))
+                if not files:
+                    raise RuntimeError('tests/conftest.py: no xdist worker wrote the groups of '
+                                       'the training fixtures\' tests')
+                self.groups = {}
+                for path in files:  # every worker collects the same tests
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid, nodeid)
 
     return FixtureGroupScheduling(config, log)
 

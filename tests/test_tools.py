@@ -302,11 +302,10 @@ def test_benchmark_measures_each_case_in_its_own_process_and_writes_reports(tmp_
         assert row['seconds'] > 0 and row['peak_memory_bytes'] > 0 and row['gflops'] > 0
         assert row['times'] and row['matmul_fraction'] > 0
     by_key = {(r['impl'], tuple(r['size']), r['mode']): r for r in rows}
-    # FLOPs grow with the input; a training step counts three forwards
+    # FLOPs grow with the input (a training step's are the forward's times the tool's own factor:
+    # an estimate, not a count, so not restated here)
     ours = [by_key[('mmcoatnet', size, 'inference')]['gflops'] for size in ((64, 64), (80, 112))]
     assert ours[1] > ours[0]
-    train = by_key[('mmcoatnet', (64, 64), 'train')]['gflops']
-    assert train == pytest.approx(3 * ours[0])
     assert by_key[('swin-t', (64, 64), 'inference')]['params'] > 20e6  # Swin-T, not a toy
     # the same weights and input give the same maps in every attention implementation
     agreement = report['agreement']
