@@ -7,18 +7,20 @@ checkpoint -> resize relative-bias tables to the model's pre-training size -> co
 (one summary of missing, unexpected and mismatched keys; an error when the checkpoint belongs to
 another architecture) -> ``load_state_dict``.
 
-It knows the model only through the model itself (its state dict, ``arch_name`` and
-``architecture_signatures()``), so it imports no backbone.
+It reads the backbone's state dict, ``arch_name`` and ``architecture_signatures()``, and registers
+itself under the initializer name the backbone hands its ``Pretrained`` entries to
+(``PRETRAINED_INITIALIZER``): the tie runs one way, this module importing the backbone.
 """
 import os.path as osp
 import re
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
 from mmengine.registry import WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
 
+from .models.backbone import PRETRAINED_INITIALIZER, CoAtNet
 from .models.rel_pos import resize_bias_table
 from .safe_load import allowing_globals, mmengine_checkpoint_globals
 
@@ -183,7 +185,7 @@ def _describe(names: Sequence[str], limit: int = 8) -> str:
     return shown + (f', ... ({len(names)} in all)' if len(names) > limit else '')
 
 
-def load_pretrained(model: torch.nn.Module, checkpoint_path: str, prefix: Optional[str] = None,
+def load_pretrained(model: CoAtNet, checkpoint_path: str, prefix: Optional[str] = None,
                     logger: Optional[str] = 'current') -> LoadReport:
     """Load a timm or mmcoatnet checkpoint (or the part under ``prefix``) into a CoAtNet backbone,
     and report what did not fit."""
@@ -200,12 +202,11 @@ def load_pretrained(model: torch.nn.Module, checkpoint_path: str, prefix: Option
     missing = [k for k in model_state if k not in state]
     unexpected = [k for k in state if k not in model_state]
 
-    configured = getattr(model, 'arch_name', None) or 'a custom architecture'
-    signatures: Callable[[], Mapping] = getattr(model, 'architecture_signatures', dict)
-    guesses = guess_architectures(state, signatures())
+    configured = model.arch_name or 'a custom architecture'
+    guesses = guess_architectures(state, CoAtNet.architecture_signatures())
     structural = [k for k in missing + unexpected + [m.split(':')[0] for m in mismatched]
                   if k.startswith(('stem.', 'stages.')) and not k.endswith('num_batches_tracked')]
-    if (guesses and getattr(model, 'arch_name', None) not in guesses and structural) or \
+    if (guesses and model.arch_name not in guesses and structural) or \
             len(loaded) < 0.5 * len(model_state):
         looks_like = (f"the checkpoint's keys look like {' / '.join(repr(g) for g in guesses)}"
                       if guesses else
@@ -231,7 +232,7 @@ def load_pretrained(model: torch.nn.Module, checkpoint_path: str, prefix: Option
     return report
 
 
-@WEIGHT_INITIALIZERS.register_module(name='CoAtNetPretrained')
+@WEIGHT_INITIALIZERS.register_module(name=PRETRAINED_INITIALIZER)
 class CoAtNetPretrainedInit:
     """mmengine's ``Pretrained`` initializer for CoAtNet: the backbone hands its ``Pretrained``
     ``init_cfg`` entries (dict or list form) here, with mmengine's ``checkpoint`` and ``prefix``
@@ -242,7 +243,7 @@ class CoAtNetPretrainedInit:
         self.prefix = prefix
         self.map_location = map_location  # tensors are read on the CPU and copied into the model
 
-    def __call__(self, module: torch.nn.Module) -> None:
+    def __call__(self, module: CoAtNet) -> None:
         load_pretrained(module, self.checkpoint, prefix=self.prefix)
 
     def _get_init_info(self) -> str:

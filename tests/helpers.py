@@ -37,6 +37,17 @@ def needs_torch(version, feature):
                               reason=f'{feature} needs torch >= {version}; this is {TORCH_VERSION}')
 
 
+def kernels_that_ran(run):
+    """The attention kernels that ``run()`` ran, in order: each call's profiler range names its
+    kernel (``coatnet.attention.<kernel>``)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as recorded:
+        run()
+    prefix = 'coatnet.attention.'
+    return [event.name[len(prefix):] for event in recorded.events()
+            if event.name.startswith(prefix)]
+
+
 def run_tool(*args, check=True, timeout=600, env=None, cwd=ROOT):
     """``python *args`` in a fresh process, as a user runs a tool; asserts success unless
     ``check`` is False."""

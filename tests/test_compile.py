@@ -10,17 +10,18 @@ import json
 import pytest
 import torch
 
+from mmcoatnet.analysis.compile_counts import counting_compiles
 from mmcoatnet.engine.hooks.compiled_training_hook import (
     keep_optimizer_step_eager,
     sort_symbolic_strides_with_shape_env,
 )
 from mmcoatnet.models import CoAtNet
-from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, flex_token_bucket
+from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias
+from mmcoatnet.models.kernels import flex_token_bucket, rows_per_chunk
 from mmcoatnet.models.reference import ReferenceRelativeAttention
 from mmcoatnet.torch_compat import FLEX_ATTENTION
-from mmcoatnet.utils.compile_counts import counting_compiles
 
-from helpers import TOY_SEG, needs_torch, run_tool
+from helpers import TOY_SEG, kernels_that_ran, needs_torch, run_tool
 
 SIZES = [(128, 160), (96, 128), (160, 96), (64, 224)]  # H and W both change at every step
 
@@ -63,28 +64,28 @@ def test_chunked_attention_runs_eagerly_in_a_compiled_model_without_recompiling_
     so sizes that only change the chunk count compile nothing new, and results match eager."""
     torch.manual_seed(0)
     torch._dynamo.reset()
-    model = CoAtNet(arch=dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 64))).train()
+    # a budget this small chunks the S3 maps of these sizes
+    model = CoAtNet(arch=dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 64)),
+                    attention_max_bias_bytes=30000).train()
     layers = [m for m in model.modules() if isinstance(m, RelativeAttention)]
-    for layer in layers:  # a budget this small chunks the S3 maps of these sizes
-        layer.max_bias_bytes = 30000
     compiled = torch.compile(model, backend='aot_eager')
     s3_layer = layers[0]
     params = [p for p in model.parameters()]
     sizes = SIZES + [(192, 160)]
     new_graphs = []
     for height, width in sizes:
-        feat_size = (height // 16, width // 16)
-        assert s3_layer.choose_kernel(2, feat_size, torch.device('cpu'), False) == 'chunked'
         x = torch.randn(2, 3, height, width)
         with counting_compiles() as counts:
             got = compiled(x)
             got_grads = torch.autograd.grad(sum(m.square().mean() for m in got), params)
         new_graphs.append(counts.graphs)
+        ran = kernels_that_ran(lambda: model(x))
+        assert ran[0] == 'chunked', ran  # S3's global layer
         eager = model(x)
         eager_grads = torch.autograd.grad(sum(m.square().mean() for m in eager), params)
         for a, b in zip(got + got_grads, eager + eager_grads):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    rows = [s3_layer.rows_per_chunk(2, (h // 16, w // 16)) for h, w in sizes]
+    rows = [rows_per_chunk(2, s3_layer.num_heads, (h // 16, w // 16), 30000) for h, w in sizes]
     chunks = [-(-(h // 16) // r) for (h, _), r in zip(sizes, rows)]
     assert len(set(zip(rows[2:], chunks[2:]))) == 3, (rows, chunks)  # the later sizes chunk anew
     # the first size compiles, the second recompiles with symbolic sizes, later ones reuse them

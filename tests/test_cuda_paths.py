@@ -1,44 +1,21 @@
-"""The branches a GPU takes, run on the CPU: attention chooses its kernels for the device type
-``kernel_device_type`` names (None: the input's), so setting it to 'cuda' runs the GPU choices here
-(SDPA in every chunk, FlexAttention allowed in training), against the reference attention, with
-gradients and under float16 / bfloat16 autocast. No GPU should be the first to run a branch."""
+"""The choices a GPU makes, run on the CPU: inside ``kernels_chosen_for('cuda')`` the attention
+chooses its kernels as on a GPU (FlexAttention allowed in training), against the reference
+attention, with gradients and under float16 / bfloat16 autocast. No GPU should be the first to run
+a branch."""
 import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-import mmcoatnet.models.attention as attention
 from mmcoatnet.models import CoAtNet
-from mmcoatnet.models.attention import (
-    RelativeAttention,
-    RelativePositionBias,
-    RelativePositionMlp,
-    explicit_softmax_by_default,
-)
+from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, RelativePositionMlp
+from mmcoatnet.models.kernels import kernels_chosen_for, read_torch_state, select_kernel
 from mmcoatnet.models.reference import ReferenceRelativeAttention
 
+from helpers import kernels_that_ran
+
 CHUNK_OF_3_ROWS = 2 * 2 * 7 * 63 * 4 * 3  # batch 2, 2 heads, 3 rows of a 9x7 map
-PATHS = ['chunked', 'whole-bias', 'padded windows']
-
-
-@pytest.fixture
-def kernel_calls(monkeypatch):
-    """Counts the SDPA and explicit-softmax calls, still running them."""
-    calls = dict(sdpa=0, explicit=0)
-    sdpa, explicit = F.scaled_dot_product_attention, attention._explicit_attention
-
-    def counted_sdpa(*args, **kwargs):
-        calls['sdpa'] += 1
-        return sdpa(*args, **kwargs)
-
-    def counted_explicit(*args, **kwargs):
-        calls['explicit'] += 1
-        return explicit(*args, **kwargs)
-
-    monkeypatch.setattr(attention.F, 'scaled_dot_product_attention', counted_sdpa)
-    monkeypatch.setattr(attention, '_explicit_attention', counted_explicit)
-    return calls
+PATHS = ['chunked', 'dense', 'padded windows']
 
 
 def gpu_attention(path: str, rel_pos: str = 'table') -> RelativeAttention:
@@ -47,7 +24,6 @@ def gpu_attention(path: str, rel_pos: str = 'table') -> RelativeAttention:
                 else RelativePositionMlp(2, 16, dropout=0.))
     attn = RelativeAttention(32, 48, 64, 32, provider,
                              max_bias_bytes=CHUNK_OF_3_ROWS if path == 'chunked' else 64 << 20)
-    attn.kernel_device_type = 'cuda'
     return attn.train()
 
 
@@ -59,27 +35,30 @@ def padding_for(path: str):
     return padding
 
 
-def test_kernel_choices_follow_the_named_device_type():
+def test_kernels_are_chosen_for_the_named_device_type():
     attn = gpu_attention('chunked')
+    attn.impl = 'flex'
     x = torch.randn(2, 9, 7, 32)
-    assert attn.kernel_device(x).type == 'cuda'
-    attn.impl = 'flex'  # GPUs have FlexAttention's backward: training takes it there
-    assert attn.choose_kernel(2, (9, 7), attn.kernel_device(x), masked=False) == 'flex'
-    attn.kernel_device_type = None  # the input's device: no CPU backward, so the chunks
-    assert attn.choose_kernel(2, (9, 7), attn.kernel_device(x), masked=False) == 'chunked'
-    assert not explicit_softmax_by_default(torch.device('cuda'))
-    assert explicit_softmax_by_default(torch.device('cpu'))
+    with kernels_chosen_for('cuda'):
+        state = read_torch_state()
+        assert state.device_type == 'cuda' and state.grad
+        # GPUs have FlexAttention's backward: training takes it there
+        assert select_kernel(attn.kernel_context(x, False, state)) == 'flex'
+    assert read_torch_state().device_type is None  # the input's device again
+    assert kernels_that_ran(lambda: attn(x)) == ['chunked']  # no CPU backward: the chunks
 
 
 @pytest.mark.parametrize('rel_pos', ['table', 'mlp'])
 @pytest.mark.parametrize('path', PATHS)
-def test_gpu_branch_equals_reference_with_gradients_to_the_tables(path, rel_pos, kernel_calls):
+def test_gpu_choices_equal_reference_with_gradients_to_the_tables(path, rel_pos):
     torch.manual_seed(0)
     attn = gpu_attention(path, rel_pos)
     x = torch.randn(2, 9, 7, 32, requires_grad=True)
     padding = padding_for(path)
-    out = attn(x, key_padding_mask=padding)
-    assert kernel_calls == dict(sdpa=3 if path == 'chunked' else 1, explicit=0)  # SDPA only
+    with kernels_chosen_for('cuda'):
+        ran = kernels_that_ran(lambda: attn(x, key_padding_mask=padding))
+        out = attn(x, key_padding_mask=padding)
+    assert ran == ['chunked-sdpa' if path == 'chunked' else 'dense']  # SDPA only
     weights = torch.randn_like(out)
     params = dict(attn.named_parameters())
     grads = torch.autograd.grad((out * weights).sum(), [x, *params.values()])
@@ -94,16 +73,16 @@ def test_gpu_branch_equals_reference_with_gradients_to_the_tables(path, rel_pos,
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['float16', 'bfloat16'])
 @pytest.mark.parametrize('path', PATHS)
-def test_gpu_branch_under_autocast_matches_float32_reference(path, dtype, kernel_calls):
+def test_gpu_choices_under_autocast_match_float32_reference(path, dtype):
     """AMP as a GPU runs it (float16, or bfloat16): the half-precision result and the table's
     gradient agree with the float32 reference to half-precision accuracy."""
     torch.manual_seed(0)
     attn = gpu_attention(path)
     x = torch.randn(2, 9, 7, 32)
     padding = padding_for(path)
-    with torch.autocast('cpu', dtype=dtype):
+    with torch.autocast('cpu', dtype=dtype), kernels_chosen_for('cuda'):
         out = attn(x, key_padding_mask=padding)
-    assert out.dtype == dtype and kernel_calls['explicit'] == 0
+    assert out.dtype == dtype
     weights = torch.randn(out.shape)
     (table_grad,) = torch.autograd.grad((out.float() * weights).sum(), [attn.rel_pos.table])
     expected = ReferenceRelativeAttention(attn)(x, key_padding_mask=padding)
@@ -119,17 +98,18 @@ def test_backbone_with_gpu_choices_equals_reference_backbone():
     same weights run through the reference attention: maps and table gradients; then under
     float16 autocast with a float16 input, which the backbone's input check lets through."""
     torch.manual_seed(0)
-    backbone = CoAtNet(arch='coatnet-pico', out_indices=(0, 1, 2, 3)).train()
+    # one map row a chunk
+    backbone = CoAtNet(arch='coatnet-pico', out_indices=(0, 1, 2, 3),
+                       attention_max_bias_bytes=1).train()
     reference = copy.deepcopy(backbone)
-    for module in backbone.modules():
-        if isinstance(module, RelativeAttention):
-            module.kernel_device_type = 'cuda'
-            module.max_bias_bytes = 1  # one map row a chunk
     for block in [b for b in reference.modules() if isinstance(getattr(b, 'attn', None),
                                                                 RelativeAttention)]:
         block.attn = ReferenceRelativeAttention(block.attn)
     x = torch.randn(2, 3, 96, 128)
-    outs, expected = backbone(x), reference(x)
+    with kernels_chosen_for('cuda'):
+        assert set(kernels_that_ran(lambda: backbone(x))) == {'chunked-sdpa'}
+        outs = backbone(x)
+    expected = reference(x)
     for out, exp in zip(outs, expected):
         torch.testing.assert_close(out, exp, atol=1e-4, rtol=1e-4)
     tables = [n for n, _ in backbone.named_parameters() if n.endswith('rel_pos.table')]
@@ -141,7 +121,7 @@ def test_backbone_with_gpu_choices_equals_reference_backbone():
                                              '.attn.', '.attn.attn.')] for n in tables])
     for name, grad, expected_grad in zip(tables, grads, expected_grads):
         torch.testing.assert_close(grad, expected_grad, atol=1e-4, rtol=1e-3, msg=name)
-    with torch.autocast('cpu', dtype=torch.float16):
+    with torch.autocast('cpu', dtype=torch.float16), kernels_chosen_for('cuda'):
         half_outs = backbone(x.half())
     assert all(o.dtype == torch.float16 and torch.isfinite(o).all() for o in half_outs)
     with pytest.raises(TypeError, match='under torch.autocast'):

@@ -77,7 +77,8 @@ def check_every_size(model, path, segmentor):
 
 def test_windowed_backbone_is_windowed(toy_windowed_features):
     model, _ = toy_windowed_features
-    windows = [block.window_size for block in model.detector.backbone.stages[2].blocks]
+    windows = [getattr(block.attn, 'window_size', None)
+               for block in model.detector.backbone.stages[2].blocks]
     assert (4, 4) in windows
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias
+from mmcoatnet.models.kernels import graph_attention
 from mmcoatnet.models.rel_pos import gather_relative_bias
 
 SIZE = (6, 5)
@@ -36,7 +37,7 @@ def run(attn, x, path, mask=None):
         attn.max_bias_bytes = 1  # every row a chunk
     if path == 'traced':
         q, k, v = attn.qkv(x).view(2, -1, 2, 3, 32).permute(3, 0, 2, 1, 4).unbind(0)
-        out = attn.attend_traced(q, k, v, SIZE)
+        out = graph_attention(q, k, v, attn.rel_pos.table_at(SIZE, traceable=True), SIZE, 'jit')
         return attn.proj(out.transpose(1, 2).reshape(2, *SIZE, 64))
     return attn(x, key_padding_mask=mask)
 

@@ -3,22 +3,24 @@ import math
 import pytest
 import torch
 
+from mmcoatnet.models.kernels.chunked import (
+    add_rows_bias_grad,
+    relative_bias_rows_keys_reversed,
+    reverse_key_rows,
+    toeplitz_blocks,
+    toeplitz_blocks_grad,
+)
 from mmcoatnet.models.reference import index_gathered_bias
 from mmcoatnet.models.rel_pos import (
-    add_rows_bias_grad,
     gather_relative_bias,
     gather_relative_bias_by_offsets,
     gather_rows_bias_by_offsets,
     interpolate_bias_table,
     offset_index,
-    relative_bias_rows_keys_reversed,
     relative_position_index,
     resize_bias_table,
-    reverse_key_rows,
     table_size,
-    toeplitz_blocks,
     toeplitz_blocks_by_offsets,
-    toeplitz_blocks_grad,
 )
 
 SIZES = [(14, 14), (7, 7), (3, 5), (5, 3), (1, 4), (1, 1)]

@@ -3,18 +3,27 @@
 A row gives the stem widths (S0), per-stage depths, widths and block types (S1-S4), and the options
 of the convolutional and transformer blocks that distinguish one family member from another.
 """
-import dataclasses
 from dataclasses import dataclass, fields
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import (
+    Any,
+    Dict,
+    Literal,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
-_CHOICES = dict(expand_from=('in', 'out'), stride_mode=('dw', 'pool'), pool=('avg2', 'max'),
-                residual_pool=('avg2', 'max'), attn_width=('in', 'out'), norm=('LN', 'BN'),
-                rel_pos=('table', 'mlp'))
+Width = Literal['in', 'out']
+Pool = Literal['avg2', 'max']
 
 
 class _Options:
     """A typed record of block options: built from a dict whose unknown keys raise, naming the
-    valid ones, and whose choice-valued fields are checked (a typo is an error, never ignored)."""
+    valid ones, and whose ``Literal`` fields are checked (a typo is an error, never ignored)."""
 
     @classmethod
     def from_dict(cls, options: Optional[Mapping[str, Any]], where: str):
@@ -27,13 +36,11 @@ class _Options:
         return cls(**options)
 
     def __post_init__(self):
-        for name, choices in _CHOICES.items():
-            value = getattr(self, name, None)
-            if hasattr(self, name) and value not in choices:
-                raise ValueError(f'{type(self).__name__}.{name} is one of {choices}, got {value!r}')
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+        for name, kind in get_type_hints(type(self)).items():
+            choices = get_args(kind) if get_origin(kind) is Literal else None
+            if choices and getattr(self, name) not in choices:
+                raise ValueError(f'{type(self).__name__}.{name} is one of {choices}, got '
+                                 f'{getattr(self, name)!r}')
 
 
 # Defaults are the paper's (Dai et al., 2021, section 3 and Table 3).
@@ -41,15 +48,16 @@ class _Options:
 class ConvOptions(_Options):
     """Options of the MBConv blocks of stages S1 and S2 (and the stem's activation)."""
     expand_ratio: float = 4          # MBConv inverted-bottleneck expansion
-    expand_from: str = 'out'         # expansion width from the block's 'out' or 'in' channels
+    expand_from: Width = 'out'       # expansion width from the block's 'out' or 'in' channels
     se_ratio: float = 0.25           # squeeze-excitation width, relative to expand_from channels
     se_act: str = 'SiLU'
     se_before_norm: bool = False     # SE after the depthwise conv's norm and activation
     act: str = 'GELU'
     pre_norm_act: bool = False       # the pre-norm is a plain norm, no activation
-    stride_mode: str = 'dw'          # downsampling in the depthwise conv ('pool': residual_pool)
-    pool: str = 'avg2'               # shortcut pooling: 'avg2' (2x2 average), 'max' (3x3, stride 2)
-    residual_pool: str = 'avg2'      # pooling on the residual branch when stride_mode is 'pool'
+    # downsampling in the depthwise conv ('pool': residual_pool, then a stride-1 depthwise conv)
+    stride_mode: Literal['dw', 'pool'] = 'dw'
+    pool: Pool = 'avg2'              # shortcut pooling: 'avg2' (2x2 average), 'max' (3x3, stride 2)
+    residual_pool: Pool = 'avg2'     # pooling on the residual branch when stride_mode is 'pool'
     output_bias: bool = True         # bias in the block's last 1x1 conv and its shortcut projection
 
 
@@ -58,14 +66,15 @@ class TransformerOptions(_Options):
     """Options of the relative-attention transformer blocks of stages S3 and S4."""
     head_dim: int = 32
     mlp_ratio: float = 4
-    attn_width: str = 'out'          # attention runs at the output width ('in': at the input width)
+    attn_width: Width = 'out'        # attention runs at the output width ('in': at the input width)
     shortcut_bias: bool = True
-    pool: str = 'avg2'
+    pool: Pool = 'avg2'
     layer_scale: Optional[float] = None  # initial LayerScale value, None for no LayerScale
     act: str = 'GELU'
-    norm: str = 'LN'                 # 'LN', or 'BN' (BatchNorm over channels)
+    norm: Literal['LN', 'BN'] = 'LN'  # 'LN', or 'BN' (BatchNorm over channels)
     norm_eps: float = 1e-6
-    rel_pos: str = 'table'           # 'table': learned w[i - j]; 'mlp': timm's MLP over log offsets
+    # 'table': learned w[i - j]; 'mlp': timm's MLP over log offsets
+    rel_pos: Literal['table', 'mlp'] = 'table'
     rel_pos_mlp_dim: int = 512
 
 

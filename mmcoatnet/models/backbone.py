@@ -15,12 +15,12 @@ from ..torch_compat import autocast_enabled
 from .archs import ARCH_SETTINGS, ArchSpec, resolve_arch
 from .attention import CachedBiasProvider, RelativePositionBias
 from .blocks import CoAtNetStage, LayerScale, MBConv, Stem, TransformerBlock
+from .kernels import DEFAULT_MAX_BIAS_BYTES
 from .windows import as_window_size
 
 MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input
-# mmengine weight initializer that takes `Pretrained` entries of init_cfg: the project's checkpoint
-# adapter (mmcoatnet/checkpoint.py) registers it; named, not imported, so this room imports nothing
-# above
+# The mmengine weight initializer that takes `Pretrained` entries of init_cfg: the checkpoint
+# adapter (mmcoatnet/checkpoint.py, the room above) imports this name and registers itself by it
 PRETRAINED_INITIALIZER = 'CoAtNetPretrained'
 
 
@@ -65,6 +65,9 @@ class CoAtNet(BaseModule):
             chunks at large sizes. 'flex': global attention through compiled FlexAttention, which
             reads the bias from the table inside the kernel (no N x N bias); it compiles once per
             power-of-two token bucket, not per feature size.
+        attention_max_bias_bytes: one attention layer's budget for its float32 bias and scores
+            (batch x heads x N x N for N tokens): past it global attention runs in chunks of
+            query rows, exact, in bounded memory (default 64 MiB).
         init_cfg: mmengine initialisation config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
     """
 
@@ -80,6 +83,7 @@ class CoAtNet(BaseModule):
                  with_cp: bool = False,
                  window_attention: Optional[dict] = None,
                  attention_impl: str = 'auto',
+                 attention_max_bias_bytes: int = DEFAULT_MAX_BIAS_BYTES,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
@@ -92,6 +96,9 @@ class CoAtNet(BaseModule):
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f'frozen_stages is -1 (none) or 0-4, got {frozen_stages}')
         self.frozen_stages = frozen_stages
+        if attention_max_bias_bytes < 1:
+            raise ValueError(f'attention_max_bias_bytes is a number of bytes, at least 1, got '
+                             f'{attention_max_bias_bytes}')
         self.norm_eval = norm_eval
         self.pretrain_img_size = tuple(to_2tuple(pretrain_img_size))
 
@@ -122,7 +129,7 @@ class CoAtNet(BaseModule):
                 else:
                     blocks.append(TransformerBlock(block_in, width, stride, transformer_options,
                                                    feat_size, drop_path, windows[block_index],
-                                                   attention_impl))
+                                                   attention_impl, attention_max_bias_bytes))
             self.stages.append(CoAtNetStage(blocks, channels_last=(kind == 'T'), with_cp=with_cp))
             stage_in = width
         self.out_channels = [self.arch.channels[i] for i in self.out_indices]

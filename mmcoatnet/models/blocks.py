@@ -13,10 +13,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..torch_compat import is_compiling
 from .archs import ConvOptions, TransformerOptions
-from .attention import RelativeAttention, build_bias_provider, exporting
+from .attention import build_attention, build_bias_provider
+from .kernels import DEFAULT_MAX_BIAS_BYTES
 from .norm_act import norm_act
 from .rel_pos import Size
-from .windows import window_padding_mask, window_partition, window_unpartition
 
 
 def build_pool(kind: str) -> nn.Module:
@@ -33,6 +33,7 @@ def build_act(act: Optional[str]) -> nn.Module:
 
 
 def build_norm(norm_cfg: dict, channels: int) -> nn.Module:
+    """An mmcv norm (``norm_cfg``: e.g. ``dict(type='BN')``) over the channels of NCHW maps."""
     return build_norm_layer(norm_cfg, channels)[1]
 
 
@@ -40,20 +41,19 @@ class ChannelsLastBatchNorm(nn.Module):
     """BatchNorm over the last dim of (B, H, W, C) maps. The BN is a child module, so SyncBN
     conversion swaps it and keeps the layout change around it."""
 
-    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1):
+    def __init__(self, bn: nn.Module):
         super().__init__()
-        self.bn = nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+        self.bn = bn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-def build_channels_last_norm(kind: str, eps: float, channels: int) -> nn.Module:
-    if kind == 'LN':
-        return nn.LayerNorm(channels, eps=eps)
-    if kind == 'BN':
-        return ChannelsLastBatchNorm(channels, eps=eps)
-    raise ValueError(f'unknown transformer norm {kind!r}; known: "LN", "BN"')
+def build_channels_last_norm(norm_cfg: dict, channels: int) -> nn.Module:
+    """An mmcv norm over the last dim of (B, H, W, C) maps: ``LN`` as it is, ``BN`` (and SyncBN)
+    around a permute to NCHW."""
+    norm = build_norm(norm_cfg, channels)
+    return ChannelsLastBatchNorm(norm) if isinstance(norm, _BatchNorm) else norm
 
 
 class Stem(nn.Module):
@@ -172,14 +172,15 @@ class TransformerBlock(nn.Module):
 
     With stride 2 the normalised input is pooled before attention and the shortcut is a pooled
     projection, as in the paper's downsampling transformer block. With ``window_size`` attention
-    runs inside non-overlapping windows (padding at the edges is masked out); None is global.
+    runs inside non-overlapping windows (:class:`~.attention.WindowedAttention`); None is global.
+    ``max_bias_bytes``: the attention's bias budget (:class:`~.attention.RelativeAttention`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
                  options: TransformerOptions, pretrain_feat_size: Size, drop_path: float = 0.,
-                 window_size: Optional[Size] = None, attention_impl: str = 'auto'):
+                 window_size: Optional[Size] = None, attention_impl: str = 'auto',
+                 max_bias_bytes: int = DEFAULT_MAX_BIAS_BYTES):
         super().__init__()
-        self.window_size = tuple(window_size) if window_size is not None else None
         attn_channels = out_channels if options.attn_width == 'out' else in_channels
 
         if stride == 2:
@@ -193,12 +194,14 @@ class TransformerBlock(nn.Module):
             raise ValueError(
                 f'a stride-1 transformer block needs equal widths, got {in_channels} -> '
                 f'{out_channels}')
-        self.norm1 = build_channels_last_norm(options.norm, options.norm_eps, in_channels)
+        norm_cfg = dict(type=options.norm, eps=options.norm_eps)
+        self.norm1 = build_channels_last_norm(norm_cfg, in_channels)
         rel_pos = build_bias_provider(options, attn_channels // options.head_dim,
                                       pretrain_feat_size)
-        self.attn = RelativeAttention(in_channels, out_channels, attn_channels, options.head_dim,
-                                      rel_pos, impl=attention_impl)
-        self.norm2 = build_channels_last_norm(options.norm, options.norm_eps, out_channels)
+        self.attn = build_attention(in_channels, out_channels, attn_channels, options.head_dim,
+                                    rel_pos, window_size, impl=attention_impl,
+                                    max_bias_bytes=max_bias_bytes)
+        self.norm2 = build_channels_last_norm(norm_cfg, out_channels)
         hidden = int(out_channels * options.mlp_ratio)
         self.mlp = nn.Sequential()
         self.mlp.add_module('fc1', nn.Linear(out_channels, hidden))
@@ -214,20 +217,8 @@ class TransformerBlock(nn.Module):
         if self.attn_pool is not None:
             x = self.shortcut_proj(pool_channels_last(self.shortcut_pool, x))
             y = pool_channels_last(self.attn_pool, y)
-        x = x + self.drop_path(self.ls1(self._attend(y)))
+        x = x + self.drop_path(self.ls1(self.attn(y)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
-
-    def _attend(self, y: torch.Tensor) -> torch.Tensor:
-        if self.window_size is None:
-            return self.attn(y)
-        feat_size = y.shape[1:3]
-        mask = window_padding_mask(y.shape[0], feat_size, self.window_size, y.device,
-                                   always=exporting())
-        out = self.attn(window_partition(y, self.window_size), key_padding_mask=mask)
-        return window_unpartition(out, feat_size)
-
-    def extra_repr(self) -> str:
-        return f'window_size={self.window_size}' if self.window_size else ''
 
 
 def _recompute_contexts(block: nn.Module):

@@ -2,8 +2,9 @@
 by:
 an N x N int64 index gathers the whole bias, then an explicit softmax(q k^T / sqrt(d) + b) v.
 
-It shares no step with attention.py's kernels (no Toeplitz blocks, no reversed keys, no chunks, no
-SDPA), so a mistake in those shows as a difference from it. Slow and memory-hungry on purpose.
+It shares no step with the kernels of ``models/kernels`` (no Toeplitz blocks, no reversed keys,
+no chunks, no SDPA), so a mistake in those shows as a difference from it. Slow and memory-hungry on
+purpose.
 """
 from typing import Dict, Optional
 
@@ -50,7 +51,7 @@ class ReferenceRelativeAttention(nn.Module):
         feat_size = (height, width)
         if feat_size not in self.index:
             self.index[feat_size] = relative_position_index(feat_size).to(x.device)
-        bias = index_gathered_bias(attn.rel_pos.table_for(feat_size), feat_size,
+        bias = index_gathered_bias(attn.rel_pos.make_table(feat_size), feat_size,
                                    self.index[feat_size])
         qkv = attn.qkv(x).view(batch, height * width, attn.num_heads, 3, attn.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # head-major layout, as RelativeAttention's
