@@ -1,5 +1,5 @@
-"""Rooms import downward only (models <- checkpoint <- engine <- utils, deployment), the library
-never exits, and no module imports itself through others."""
+"""Rooms import downward only (models <- checkpoint <- engine <- utils, deployment; utils <-
+analysis), the library never exits, and no module imports itself through others."""
 import ast
 import glob
 import os.path as osp
@@ -40,9 +40,11 @@ GRAPH = {module_name(p): project_imports(p) - {module_name(p)} for p in FILES}
 
 # The rooms, from the bottom: a module imports only from its own room and the rooms below it.
 # torch_compat, the torch releases' differences, is the ground every room stands on.
-# utils/ and deployment/ share a floor and do not import each other.
+# utils/ and deployment/ share a floor and do not import each other. analysis/, what the tools
+# measure with, stands on utils/ (a synthetic batch refuses a config with the tools' ToolError) and
+# on the model (the simulation sets its attention's kernels); it does not import deployment/.
 ROOMS = {'torch_compat': -1, 'models': 0, 'checkpoint': 1, 'engine': 2, 'utils': 3, 'deployment': 3,
-         'package': 4}
+         'analysis': 4, 'package': 5}
 
 
 def room(module):
@@ -64,11 +66,17 @@ def test_rooms_import_only_their_own_and_the_rooms_below():
     assert not upward
 
 
-def test_the_runtime_rooms_never_import_tool_plumbing_or_deployment():
+def test_the_runtime_rooms_never_import_tool_plumbing_measurement_or_deployment():
     runtime = [m for m in GRAPH if room(m) in ('models', 'checkpoint', 'engine')]
     assert runtime
     assert not {f'{m} -> {d}' for m in runtime for d in GRAPH[m]
-                if room(d) in ('utils', 'deployment')}
+                if room(d) in ('utils', 'analysis', 'deployment')}
+
+
+def test_the_measuring_wing_does_not_import_deployment():
+    measuring = [m for m in GRAPH if room(m) == 'analysis']
+    assert measuring
+    assert not {f'{m} -> {d}' for m in measuring for d in GRAPH[m] if room(d) == 'deployment'}
 
 
 def test_no_module_imports_itself_through_others():

@@ -1,5 +1,5 @@
-"""mmcoatnet/utils, the tools' shared plumbing, alone and in process (tests/test_tools.py runs the
-tools themselves)."""
+"""mmcoatnet/utils, the tools' shared plumbing, and the resident memory of mmcoatnet/analysis,
+alone and in process (tests/test_tools.py runs the tools themselves)."""
 import argparse
 import os
 import os.path as osp
@@ -7,6 +7,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from mmcoatnet.analysis.memory import current_rss_bytes, peak_rss_bytes
 from mmcoatnet.utils.cli import (
     ToolError,
     add_cfg_options_argument,
@@ -17,7 +18,6 @@ from mmcoatnet.utils.cli import (
     set_work_dir,
     use_amp_optim_wrapper,
 )
-from mmcoatnet.utils.memory import current_rss_bytes, peak_rss_bytes
 from mmcoatnet.utils.results import append_json, write_json
 from mmcoatnet.utils.sizes import add_shape_argument, add_sizes_argument
 

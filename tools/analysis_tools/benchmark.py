@@ -23,15 +23,15 @@ activations, buffers), or ``torch.cuda.max_memory_allocated`` on a GPU. (Over re
 glibc keeps freed heap memory, which raises RSS for every implementation; that figure is in the
 JSON as ``peak_memory_repeated_bytes``.) The first step is also the warm-up; time is the median
 over the repeats after it; a training step is forward + backward of the features' mean. FLOPs
-are mmengine's count of the inference forward (with a handle for scaled_dot_product_attention), 2
-per multiply-add, counted in the inference case after its measurements; a training step is taken
-as 3x the forward. The machine's dense float32 matmul rate is measured in the same run. Results
-print as a table and are written to ``benchmark.json`` and ``benchmark.md`` in --out-dir.
+are mmengine's count of the inference forward (scaled_dot_product_attention by the formula that
+get_flops uses, ``mmcoatnet.analysis.flops``), 2 per multiply-add, counted in the inference case
+after its measurements; a training step is taken as 3x the forward. The machine's dense float32
+matmul rate is measured in the same run. Results print as a table and are written to
+``benchmark.json`` and ``benchmark.md`` in --out-dir.
 """
 import argparse
 import importlib.util
 import json
-import math
 import os
 import os.path as osp
 import platform
@@ -49,10 +49,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def load_helpers(name: str):
-    """mmcoatnet/utils/<name>.py read as a file, not through the package: the timm cases may run
+    """mmcoatnet/analysis/<name>.py read as a file, not through the package: the timm cases may run
     under timm's own Python, which cannot import mmcoatnet (no mmcv there)."""
     spec = importlib.util.spec_from_file_location(
-        f'mmcoatnet_{name}', osp.join(REPO, 'mmcoatnet', 'utils', f'{name}.py'))
+        f'mmcoatnet_{name}', osp.join(REPO, 'mmcoatnet', 'analysis', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -161,14 +161,15 @@ def run_case(case: dict) -> dict:
 
 
 def count_flops(case: dict) -> dict:
-    """mmengine's FLOP count of one inference forward, 2 FLOPs per multiply-add."""
+    """mmengine's count of one inference forward, in FLOPs (FLOPS_PER_MAC per multiply-add)."""
     from mmengine.analysis import FlopAnalyzer
     from mmengine.analysis.jit_handles import get_shape
     from mmengine.logging import MMLogger
 
-    def sdpa_macs(inputs, outputs):
-        q, k, v = (get_shape(value) for value in inputs[:3])
-        return math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
+    from mmcoatnet.analysis.flops import FLOPS_PER_MAC, attention_products_macs
+
+    def sdpa_macs(inputs, outputs):  # mmengine's handles count MACs
+        return attention_products_macs(*(get_shape(value) for value in inputs[:3]))
 
     MMLogger.get_current_instance().setLevel('ERROR')
     model = build_model(case)
@@ -177,7 +178,8 @@ def count_flops(case: dict) -> dict:
     analyzer = FlopAnalyzer(model, (x,))
     analyzer.set_op_handle(**{'aten::scaled_dot_product_attention': sdpa_macs})
     analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return dict(flops=2 * analyzer.total(), params=sum(p.numel() for p in model.parameters()))
+    return dict(flops=FLOPS_PER_MAC * analyzer.total(),
+                params=sum(p.numel() for p in model.parameters()))
 
 
 def matmul_flops_per_second(device: str, threads: int = 0) -> float:
@@ -294,14 +296,26 @@ def machine_description(device: str) -> str:
             f'{torch.get_num_threads()} torch threads (torch {torch.__version__})')
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (['--case'], ['--flops']):  # a child (run_child): one case, under any Python
-        work = run_case if argv[0] == '--case' else count_flops
-        print(RESULT_PREFIX + json.dumps(work(json.loads(argv[1]))), flush=True)
-        return 0
-    args = parse_args(argv)
+def save_timm_weights(timm_python: str, timm_name: str, out_dir: str):
+    """timm's initialisation of the architecture saved by timm's Python, for every implementation
+    to load; None (each its own initialisation) where that fails."""
+    weights = osp.abspath(osp.join(out_dir, f'{timm_name}.safetensors'))
+    saved = subprocess.run([timm_python, '-c', (
+        'import sys, timm, torch; from safetensors.torch import save_file; '
+        'torch.manual_seed(0); '
+        f'm = timm.create_model({timm_name!r}); '
+        'save_file({k: v.contiguous() for k, v in m.state_dict().items()}, sys.argv[1])'),
+        weights], capture_output=True, text=True)
+    if saved.returncode:
+        print('could not save timm weights, own weights used:', saved.stderr.strip()[-300:])
+        return None
+    return weights
 
+
+def plan(args) -> dict:
+    """What the run measures, before any case runs: the implementations that can run, the
+    machine's matmul rate, one set of weights for all, the input whose outputs are compared, and
+    every (Python, case) in the order they run."""
     from mmcoatnet.models.archs import resolve_arch
     timm_name = resolve_arch(args.arch).timm_name
     impls = list(args.impls)
@@ -323,18 +337,8 @@ def main(argv=None) -> int:
     base = dict(arch=args.arch, batch=args.batch, device=args.device, threads=args.threads,
                 min_repeats=args.min_repeats, max_repeats=args.max_repeats,
                 min_seconds=args.min_seconds, timm_name=timm_name, global_blocks=args.global_blocks)
-    weights = None
-    if timm_python:  # one set of weights for every implementation of the architecture
-        weights = osp.abspath(osp.join(args.out_dir, f'{timm_name}.safetensors'))
-        saved = subprocess.run([timm_python, '-c', (
-            'import sys, timm, torch; from safetensors.torch import save_file; '
-            'torch.manual_seed(0); '
-            f'm = timm.create_model({timm_name!r}); '
-            'save_file({k: v.contiguous() for k, v in m.state_dict().items()}, sys.argv[1])'),
-            weights], capture_output=True, text=True)
-        if saved.returncode:
-            print('could not save timm weights, own weights used:', saved.stderr.strip()[-300:])
-            weights = None
+    # one set of weights for every implementation of the architecture
+    weights = save_timm_weights(timm_python, timm_name, args.out_dir) if timm_python else None
 
     # the first size's inference outputs are compared across implementations: same weights, same
     # maps
@@ -343,18 +347,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     torch.save(torch.randn(args.batch, 3, *check_size), check_input)
     outputs = {}
-
-    flops = {}  # (impl, size): the forward's FLOPs, counted in that impl's inference case
-
-    def flops_of(impl, size):
-        """plain-reference and timm compute what mmcoatnet computes: they take its count."""
-        key = ('mmcoatnet' if impl in ('plain-reference', 'timm') else impl, size)
-        if key not in flops:  # no inference case of it counted them: a process of its own
-            flops[key] = run_child(sys.executable, dict(base, impl=key[0], size=size), 'flops',
-                                   args.case_timeout).get('flops')
-        return flops[key]
-
-    results = []
+    cases = []
     for size in args.sizes:
         for mode in args.modes:
             for impl in impls:
@@ -365,20 +358,46 @@ def main(argv=None) -> int:
                 if size == check_size and mode == 'inference' and impl != 'swin-t':
                     outputs[impl] = osp.abspath(osp.join(args.out_dir, f'outputs_{impl}.pt'))
                     case.update(input=check_input, save_outputs=outputs[impl])
-                python = timm_python if impl == 'timm' else sys.executable
-                row = run_child(python, case, 'case', args.case_timeout)
-                if 'flops' in row:
-                    flops[(impl, size)] = row.pop('flops')
-                results.append(row)
-                shown = (row['error'] if 'error' in row else
-                         f"{row['seconds']:.3f} s, {gib(row['peak_memory_bytes'])} GiB")
-                print(f'{mode:9s} {size_name(size):>9s} {impl:18s} {shown}', flush=True)
+                cases.append((timm_python if impl == 'timm' else sys.executable, case))
+    return dict(base=base, machine=machine, matmul=matmul, timm_name=timm_name, weights=weights,
+                check_size=check_size, outputs=outputs, cases=cases)
+
+
+def run(planned: dict, timeout: float):
+    """Every case in a process of its own, in order, each printed as it ends: the rows, and the
+    forward FLOPs the inference cases counted, by (impl, size)."""
+    results, flops = [], {}
+    for python, case in planned['cases']:
+        row = run_child(python, case, 'case', timeout)
+        if 'flops' in row:
+            flops[(case['impl'], case['size'])] = row.pop('flops')
+        results.append(row)
+        shown = (row['error'] if 'error' in row else
+                 f"{row['seconds']:.3f} s, {gib(row['peak_memory_bytes'])} GiB")
+        print(f"{case['mode']:9s} {size_name(case['size']):>9s} {case['impl']:18s} {shown}",
+              flush=True)
+    return results, flops
+
+
+def derive(planned: dict, results: list, flops: dict, timeout: float) -> dict:
+    """The figures computed from the rows, added to them: GFLOPs (a training step as 3x the
+    forward), achieved GFLOP/s and its share of the matmul rate, time and memory against timm;
+    returns how far each implementation's maps are from the reference's."""
+
+    def flops_of(impl, size):
+        """plain-reference and timm compute what mmcoatnet computes: they take its count."""
+        key = ('mmcoatnet' if impl in ('plain-reference', 'timm') else impl, size)
+        if key not in flops:  # no inference case of it counted them: a process of its own
+            flops[key] = run_child(sys.executable, dict(planned['base'], impl=key[0], size=size),
+                                   'flops', timeout).get('flops')
+        return flops[key]
+
     for row in results:
         forward = None if 'error' in row else flops_of(row['impl'], tuple(row['size']))
         if forward:
             row['gflops'] = forward * (3 if row['mode'] == 'train' else 1) / 1e9
             row['achieved_gflops'] = row['gflops'] / row['seconds']
-            row['matmul_fraction'] = row['achieved_gflops'] * 1e9 / matmul
+            row['matmul_fraction'] = row['achieved_gflops'] * 1e9 / planned['matmul']
 
     for row in results:  # ratios against timm in the same mode and size
         timm_row = next((r for r in results if r['impl'] == 'timm' and r['mode'] == row['mode']
@@ -386,6 +405,7 @@ def main(argv=None) -> int:
         if timm_row and 'error' not in row:
             row['vs_timm'] = dict(time=row['seconds'] / timm_row['seconds'],
                                   memory=row['peak_memory_bytes'] / timm_row['peak_memory_bytes'])
+    outputs = planned['outputs']
     agreement = {}
     reference = 'timm' if 'timm' in outputs else 'plain-reference'
     if reference in outputs and osp.exists(outputs[reference]):
@@ -394,22 +414,40 @@ def main(argv=None) -> int:
             if impl != reference and osp.exists(path):
                 got = torch.load(path, weights_only=True)
                 agreement[impl] = max((a - b).abs().max().item() for a, b in zip(got, expected))
-    report = dict(arch=args.arch, batch=args.batch, machine=machine,
-                  window_global_blocks=args.global_blocks or 'default', weights_from=timm_name
-                  if weights else 'own initialisation', results=results,
-                  agreement=dict(reference=reference, size=check_size, max_abs_diff=agreement))
+    return dict(reference=reference, size=planned['check_size'], max_abs_diff=agreement)
+
+
+def report(args, planned: dict, results: list, agreement: dict) -> None:
+    """benchmark.json and benchmark.md in --out-dir, and the table printed."""
+    data = dict(arch=args.arch, batch=args.batch, machine=planned['machine'],
+                window_global_blocks=args.global_blocks or 'default',
+                weights_from=planned['timm_name'] if planned['weights'] else 'own initialisation',
+                results=results, agreement=agreement)
     for row in results:  # file names only: the report does not depend on where it ran
         for key in ('weights', 'input', 'save_outputs'):
             if row.get(key):
                 row[key] = osp.basename(row[key])
     from mmcoatnet.utils.results import write_json
-    write_json(osp.join(args.out_dir, 'benchmark.json'), report)
-    text = markdown(report)
+    write_json(osp.join(args.out_dir, 'benchmark.json'), data)
+    text = markdown(data)
     with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
         f.write(text)
     print(text)
     print(f'written: {osp.join(args.out_dir, "benchmark.json")}, '
           f'{osp.join(args.out_dir, "benchmark.md")}')
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (['--case'], ['--flops']):  # a child (run_child): one case, under any Python
+        work = run_case if argv[0] == '--case' else count_flops
+        print(RESULT_PREFIX + json.dumps(work(json.loads(argv[1]))), flush=True)
+        return 0
+    args = parse_args(argv)
+    planned = plan(args)
+    results, flops = run(planned, args.case_timeout)
+    agreement = derive(planned, results, flops, args.case_timeout)
+    report(args, planned, results, agreement)
     return 0
 
 

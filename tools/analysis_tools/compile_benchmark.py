@@ -5,7 +5,7 @@
         [--out docs/results/compile_cpu_NAME.json] [--cfg-options K=V ...]
 
 It builds the config's model and optimizer wrapper and makes one synthetic batch per size
-(``mmcoatnet.utils.synthetic``: random instances or label maps, through the config's data
+(``mmcoatnet.analysis.synthetic``: random instances or label maps, through the config's data
 preprocessor), then
 per mode (``train``: ``model.train_step``, compiled as mmengine's ``compile=True`` compiles it;
 ``inference``: ``model.test_step`` without autograd):
@@ -25,12 +25,12 @@ import time
 
 import torch
 
+from mmcoatnet.analysis.compile_counts import counting_compiles
+from mmcoatnet.analysis.synthetic import synthetic_batch
 from mmcoatnet.engine.hooks import prepare_compiled_training
 from mmcoatnet.utils.cli import add_cfg_options_argument, exit_status, load_config
-from mmcoatnet.utils.compile_counts import counting_compiles
 from mmcoatnet.utils.results import default_result_path, write_json
 from mmcoatnet.utils.sizes import add_sizes_argument
-from mmcoatnet.utils.synthetic import synthetic_batch
 
 DYNAMIC = dict(auto=None, true=True, false=False)  # torch.compile's dynamic=
 

@@ -40,10 +40,11 @@ except ImportError:  # torch < 2.2: a tool may stop at import with what it needs
     sys.exit(f'error: get_flops needs torch.utils.flop_counter.flop_registry (torch >= 2.2); '
              f'this is torch {torch.__version__}')
 
+from mmcoatnet.analysis.flops import FLOPS_PER_MAC, attention_products_macs
+from mmcoatnet.analysis.synthetic import synthetic_batch
 from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
 from mmcoatnet.utils.results import append_json
 from mmcoatnet.utils.sizes import add_shape_argument
-from mmcoatnet.utils.synthetic import synthetic_batch
 
 aten = torch.ops.aten
 DEFAULT_SHAPES = dict(mmdet=(800, 1280), mmseg=(512, 2048))
@@ -52,19 +53,14 @@ ATTENTION_CLASS = re.compile(r'Attention|MSA')
 CHECKED_OP = re.compile(r'attention|matmul|einsum|conv|(^|_)linear|(^|_)b?mm($|_)|addmm')
 
 
-def sdpa_macs(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs (2 per MAC, FlopCounterMode's unit) of q·kᵀ and attention·v for (B, heads, L, E)."""
-    *batch, queries, dim = query_shape
-    keys, value_dim = key_shape[-2], value_shape[-1]
-    count = 1
-    for size in batch:
-        count *= size
-    return 2 * count * queries * keys * (dim + value_dim)
+def sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FlopCounterMode's formula for the attention kernel: its unit is FLOPs, 2 per MAC."""
+    return FLOPS_PER_MAC * attention_products_macs(query_shape, key_shape, value_shape)
 
 
 # torch's FlopCounterMode has formulas for the CUDA attention kernels only; on the CPU
 # scaled_dot_product_attention runs this kernel, which it would count as 0
-EXTRA_FORMULAS = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_macs}
+EXTRA_FORMULAS = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flops}
 PRODUCT_OPS = {aten.bmm, aten.baddbmm, *EXTRA_FORMULAS,
                *[op for op in flop_registry if 'attention' in str(op)]}
 
@@ -180,9 +176,10 @@ def outermost_attention(model: nn.Module) -> List[Tuple[str, str]]:
     return found
 
 
-def count_macs(model: nn.Module, run: Callable, *inputs) -> Tuple[Dict[str, Dict], set]:
-    """Per-module FLOP counts (by op) of ``run(model, *inputs)``, keyed by module path in the model
-    ('' for the whole model), and the product-like ops no formula covered."""
+def count_flops(model: nn.Module, run: Callable, *inputs) -> Tuple[Dict[str, Dict], set]:
+    """Per-module FLOP counts (by op; FLOPS_PER_MAC a multiply-add) of ``run(model, *inputs)``,
+    keyed by module path in the model ('' for the whole model), and the product-like ops no formula
+    covered."""
     probe = Probe(model, run)
     counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
     uncounted = UncountedOps(counter.flop_registry)
@@ -232,16 +229,18 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int
         run, forward = (lambda m, x, s: m._forward(x, s)), "the detector's _forward"
     else:
         run, forward = (lambda m, x, s: m._forward(x)), 'backbone, neck if any, decode head'
-    counts, missed = count_macs(model, run, inputs, data_samples)
+    counts, missed = count_flops(model, run, inputs, data_samples)
     if missed:
         raise RuntimeError(f'ops without a FLOP formula ran: {sorted(missed)}; add one to '
                            'EXTRA_FORMULAS so the count is complete')
-    macs = total(counts.get('')) // 2
+    # the counts are FLOPs; the report is in MACs, as the papers count
+    macs = total(counts.get('')) // FLOPS_PER_MAC
     attention = outermost_attention(model)
-    attention_macs = sum(total(counts.get(name)) for name, _ in attention) // 2
-    product_macs = sum(flops for name, _ in attention
-                       for op, flops in (counts.get(name) or {}).items() if op in PRODUCT_OPS) // 2
-    parts = {name: subtree_total(counts, model, name) // 2 for name, _ in model.named_children()}
+    attention_macs = sum(total(counts.get(name)) for name, _ in attention) // FLOPS_PER_MAC
+    product_macs = sum(flops for name, _ in attention for op, flops in
+                       (counts.get(name) or {}).items() if op in PRODUCT_OPS) // FLOPS_PER_MAC
+    parts = {name: subtree_total(counts, model, name) // FLOPS_PER_MAC
+             for name, _ in model.named_children()}
     parts = {name: value for name, value in parts.items() if value}
     backbone_macs = parts.get('backbone', 0)
     return dict(

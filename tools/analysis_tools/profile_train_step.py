@@ -14,8 +14,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from mmcoatnet.analysis.backbone_step import backbone_train_step
 from mmcoatnet.models import CoAtNet
-from mmcoatnet.utils.backbone_step import backbone_train_step
 from mmcoatnet.utils.cli import exit_status
 from mmcoatnet.utils.results import append_json
 from mmcoatnet.utils.sizes import add_shape_argument

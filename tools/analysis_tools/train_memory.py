@@ -23,10 +23,10 @@ adds about 6 GiB to Mask R-CNN CoAtNet-1's 11 GiB at 800x1333; the price is slow
 iterations). Time is the median iteration after the first. Results print and are written as JSON.
 
 ``--simulate cuda`` estimates a GPU's figures without a GPU and without running the arithmetic:
-two training steps on fake tensors (shapes, no data; ``mmcoatnet/utils/simulation.py``) counted by
-torch's MemTracker, as a GPU runs them (attention kernels chosen for CUDA, the memory-efficient
-SDPA kernel, CUDA's autocast policy with ``--amp``), once as configured and once with
-``model.backbone.with_cp=True`` (``--skip-with-cp``: once). It reports the peak split into
+two training steps on fake tensors (shapes, no data; ``mmcoatnet/analysis/simulation.py``)
+counted by torch's MemTracker, as a GPU runs them (attention kernels chosen for CUDA, the
+memory-efficient SDPA kernel, CUDA's autocast policy with ``--amp``), once as configured and once
+with ``model.backbone.with_cp=True`` (``--skip-with-cp``: once). It reports the peak split into
 parameters, gradients, optimizer state and activations, adds the margin for what a real CUDA run
 holds beyond its tensors (``CUDA_MARGIN_*``), and names the smallest common card that fits.
 ``--simulate cpu`` counts the CPU's own float32 step the same way, to check the counting against a
@@ -42,6 +42,13 @@ import time
 import numpy as np
 import torch
 
+from mmcoatnet.analysis.memory import (
+    current_rss_bytes,
+    gib,
+    peak_rss_bytes,
+    return_freed_memory_at_once,
+)
+from mmcoatnet.analysis.synthetic import synthetic_batch
 from mmcoatnet.utils.cli import (
     ToolError,
     add_cfg_options_argument,
@@ -51,15 +58,8 @@ from mmcoatnet.utils.cli import (
     refuse_amp_without_gpu,
     use_amp_optim_wrapper,
 )
-from mmcoatnet.utils.memory import (
-    current_rss_bytes,
-    gib,
-    peak_rss_bytes,
-    return_freed_memory_at_once,
-)
 from mmcoatnet.utils.results import default_result_path, write_json
 from mmcoatnet.utils.sizes import add_shape_argument
-from mmcoatnet.utils.synthetic import synthetic_batch
 
 SIMULATION_TARGETS = ('cuda', 'cpu')
 # What a real CUDA run holds beyond its tensors' peak (the simulated figure), added before
@@ -157,14 +157,14 @@ def measure(args) -> dict:
 
 def simulate_one(args) -> dict:
     """The simulated peak of the config as given
-    (:func:`mmcoatnet.utils.simulation.simulate_training_memory`),
+    (:func:`mmcoatnet.analysis.simulation.simulate_training_memory`),
     in bytes by kind. The batch goes through the config's data preprocessor for real first."""
     from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmcoatnet.utils.simulation import simulate_training_memory
+    from mmcoatnet.analysis.simulation import simulate_training_memory
 
     MMLogger.get_instance('train_memory', log_level='WARNING')
     cfg = load_config(args.config, args.cfg_options)

@@ -29,6 +29,7 @@ import time
 import onnxruntime
 import torch
 
+from mmcoatnet.analysis.memory import current_rss_bytes, peak_rss_bytes
 from mmcoatnet.deployment.onnx_export import (
     EXPORTERS,
     WHATS,
@@ -42,7 +43,6 @@ from mmcoatnet.deployment.onnx_export import (
     run_onnx,
 )
 from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
-from mmcoatnet.utils.memory import current_rss_bytes, peak_rss_bytes
 from mmcoatnet.utils.results import append_json
 from mmcoatnet.utils.sizes import add_shape_argument, add_sizes_argument
 

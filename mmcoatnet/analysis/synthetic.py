@@ -5,7 +5,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from .errors import ToolError
+from ..utils.errors import ToolError
 
 SCOPES = ('mmdet', 'mmseg')
 

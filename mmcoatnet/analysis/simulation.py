@@ -18,6 +18,9 @@ What a real step has and fake tensors lack is supplied here:
   from one FPN level (each RoI has one level, chosen by value).
 - The data preprocessor runs for real before the step (its padding sizes come from values).
 
+Every patch of mmcv, mmdet and torch holds only inside :func:`simulation_patches`, which puts the
+originals back on leaving: the tool's process goes on to build and run models for real.
+
 Simulating a GPU's step on a machine without one: the tensors stay fake *CPU* tensors, because
 fake CUDA tensors have no backward without a device (the autograd engine asks the driver for a
 context) and ``torch.autocast('cuda')`` disables itself. What a GPU does differently is applied
@@ -361,6 +364,20 @@ def _global_peak_tracker():
     return GlobalPeakMemTracker()
 
 
+@contextlib.contextmanager
+def simulation_patches(target: str = 'cpu') -> Iterator[None]:
+    """Within it, mmcv's ops and mmdet's internals take fake tensors and, for ``target`` 'cuda',
+    torch's SDPA and autocast act as on a GPU; every original is back on leaving, an error
+    included."""
+    with mmcv_ops_with_fake_kernels(), mmdet_mask_targets_by_shape(), \
+            mmdet_rois_on_one_level(), mmdet_cascade_refinement_per_image(), \
+            contextlib.ExitStack() as gpu_kernels:
+        if target == 'cuda':
+            gpu_kernels.enter_context(cuda_autocast_policy())
+            gpu_kernels.enter_context(cuda_memory_efficient_attention())
+        yield
+
+
 def simulate_training_memory(build_model: Callable[[], nn.Module],
                              build_optim_wrapper: Callable[[nn.Module], object],
                              batch: dict, target: str = 'cpu',
@@ -374,12 +391,7 @@ def simulate_training_memory(build_model: Callable[[], nn.Module],
     fake tensors lack."""
     require_torch(MEMORY_SIMULATION, 'the training-memory simulation')
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)  # the batch arrives as real tensors
-    with mmcv_ops_with_fake_kernels(), mmdet_mask_targets_by_shape(), \
-            mmdet_rois_on_one_level(), mmdet_cascade_refinement_per_image(), fake_mode, \
-            contextlib.ExitStack() as gpu_kernels:
-        if target == 'cuda':
-            gpu_kernels.enter_context(cuda_autocast_policy())
-            gpu_kernels.enter_context(cuda_memory_efficient_attention())
+    with simulation_patches(target), fake_mode:
         model = build_model()
         choose_kernels_for(model, target)
         optim_wrapper = build_optim_wrapper(model)
