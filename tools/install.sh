@@ -34,7 +34,7 @@ case $ops in
     auto|cpu|cuda) ;;
     *) echo "install: MMCOATNET_MMCV_OPS is '$ops'; it takes auto, cpu or cuda" >&2; exit 2 ;;
 esac
-want=$({ cat tools/install.sh requirements-lock.txt pyproject.toml
+want=$({ cat tools/install.sh tools/dev/check_mmcv_ops.py requirements-lock.txt pyproject.toml
          echo "ops=$ops arch=${TORCH_CUDA_ARCH_LIST:-} index=$torch_index cuda=${MMCOATNET_CUDA_HOME:-}"
        } | sha256sum | cut -d' ' -f1)
 
@@ -200,35 +200,9 @@ step "mmdeploy==1.3.1 into $VENV/mmdeploy-site" "${PIP[@]}" --no-deps --upgrade 
     --target "$VENV/mmdeploy-site" mmdeploy==1.3.1 aenum multiprocess dill
 step "import check" "$VPY" -c \
     "import torchvision.ops, mmcv.ops, mmdet, mmseg, mmpretrain, mmcoatnet; torchvision.ops.nms"
-# mmcv's ops: on CPU tensors always; on CUDA tensors too where a GPU is visible, against the CPU
-# results. A CUDA build without a GPU is checked for having its CUDA ops compiled in.
-step "mmcv ops check ($ops)" "$VPY" - "$ops" <<'EOF'
-import sys
-import torch
-from mmcv.ops import get_compiling_cuda_version, nms, roi_align
-
-ops = sys.argv[1]
-compiled = get_compiling_cuda_version()  # 'not available' without CUDA ops
-if ops == 'cuda':
-    assert compiled == torch.version.cuda, f'mmcv CUDA ops compiled for {compiled}, torch is CUDA {torch.version.cuda}'
-else:
-    assert compiled == 'not available', f'a CPU-op build has CUDA ops ({compiled})'
-boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.], [50., 50., 60., 60.]])
-scores = torch.tensor([0.9, 0.8, 0.7])
-feats = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16) / 100
-rois = torch.tensor([[0., 1., 1., 9., 9.], [1., 0., 2., 15., 11.]])
-_, keep = nms(boxes, scores, 0.5)
-assert keep.tolist() == [0, 2], keep
-pooled = roi_align(feats, rois, (7, 7), 1.0, 2, 'avg', True)
-assert pooled.shape == (2, 3, 7, 7) and torch.isfinite(pooled).all()
-where = 'CPU'
-if ops == 'cuda' and torch.cuda.is_available():
-    _, keep_gpu = nms(boxes.cuda(), scores.cuda(), 0.5)
-    assert keep_gpu.cpu().tolist() == keep.tolist(), keep_gpu
-    torch.testing.assert_close(roi_align(feats.cuda(), rois.cuda(), (7, 7), 1.0, 2, 'avg', True).cpu(), pooled)
-    where = f'CPU and {torch.cuda.get_device_name(0)}'
-print(f'mmcv ops check: nms, roi_align on {where}; CUDA ops: {compiled}')
-EOF
+# mmcv's ops (nms, roi_align): on CPU tensors always, on CUDA tensors too where a GPU is visible;
+# the same check as every other stack's install (tools/dev/check_mmcv_ops.py)
+step "mmcv ops check ($ops)" "$VPY" tools/dev/check_mmcv_ops.py "$ops"
 step "dependency check" "$VPY" -m pip check
 
 echo "$want" > "$STAMP"
