@@ -181,7 +181,9 @@ def load_url_checkpoint(url: str, model_dir: Optional[str] = None, map_location:
 
 # mmengine up to this release calls torch.load without weights_only (and torch's hub with
 # weights_only=False for URLs): the release after it is trusted only if its local loader asks for
-# it.
+# it and its checkpoint module never falls back to a full unpickling. OneDL's fork (onedl-mmengine
+# 0.10.12, which imports as mmengine) does fall back: its loaders try weights_only=True and, when
+# that refuses a checkpoint, load it again with weights_only=False, running whatever it holds.
 LAST_MMENGINE_WITHOUT_WEIGHTS_ONLY = '0.10.7'
 _replaced: Dict[str, Any] = {}
 
@@ -191,6 +193,8 @@ def mmengine_loads_weights_only() -> bool:
     from mmengine.runner import checkpoint
     from mmengine.utils import digit_version
     if digit_version(mmengine.__version__) <= digit_version(LAST_MMENGINE_WITHOUT_WEIGHTS_ONLY):
+        return False
+    if 'weights_only=False' in inspect.getsource(checkpoint):  # a fallback (OneDL's fork)
         return False
     return 'weights_only' in inspect.getsource(checkpoint.load_from_local)
 
