@@ -39,12 +39,14 @@ GRAPH = {module_name(p): project_imports(p) - {module_name(p)} for p in FILES}
 
 
 # The rooms, from the bottom: a module imports only from its own room and the rooms below it.
-# torch_compat, the torch releases' differences, is the ground every room stands on.
+# torch_compat, the torch releases' differences, is the ground every room stands on; mm_compat, the
+# OpenMMLab distributions' (OpenMMLab's own or OneDL's fork), lies beside it. Neither imports the
+# other.
 # utils/ and deployment/ share a floor and do not import each other. analysis/, what the tools
 # measure with, stands on utils/ (a synthetic batch refuses a config with the tools' ToolError) and
 # on the model (the simulation sets its attention's kernels); it does not import deployment/.
-ROOMS = {'torch_compat': -1, 'models': 0, 'checkpoint': 1, 'engine': 2, 'utils': 3, 'deployment': 3,
-         'analysis': 4, 'package': 5}
+ROOMS = {'torch_compat': -1, 'mm_compat': -1, 'models': 0, 'checkpoint': 1, 'engine': 2,
+         'utils': 3, 'deployment': 3, 'analysis': 4, 'package': 5}
 
 
 def room(module):

@@ -2,6 +2,7 @@
 # ConvNeXt-T UperNet config with a CoAtNet backbone; each recipe adds its architecture
 # (../coatnet/coatnet-<n>-rw.py) and the widths the heads read.
 _base_ = [
+    '../onedl_scopes.py',  # first: lets OneDL's fork of mmengine find mmseg:: (read it)
     'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py',
     '../coatnet/common.py',
 ]
