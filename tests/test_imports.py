@@ -100,9 +100,24 @@ def test_no_module_imports_itself_through_others():
         visit(module, [])
 
 
-def test_the_checkpoint_adapter_does_not_import_the_backbone():
-    assert 'mmcoatnet.models.backbone' not in GRAPH['mmcoatnet.checkpoint']
-    assert 'mmcoatnet.models' not in GRAPH['mmcoatnet.checkpoint']
+def test_the_backbone_and_its_checkpoint_adapter_are_tied_by_an_import():
+    """The adapter imports the backbone (the initializer name it registers under, the
+    architectures it compares with); the backbone never reaches back."""
+    assert 'mmcoatnet.models.backbone' in GRAPH['mmcoatnet.checkpoint']
+    assert not any(room(d) == 'checkpoint' for d in GRAPH['mmcoatnet.models.backbone'])
+
+
+def test_the_kernels_sit_below_the_attention_and_the_attention_below_the_blocks():
+    """models/: backbone -> blocks -> attention -> kernels -> rel_pos / windows."""
+    floors = ['backbone', 'blocks', 'attention', 'kernels', 'rel_pos']
+
+    def floor(module):
+        part = module.split('.')[2] if module.count('.') >= 2 else ''
+        return floors.index(part) if part in floors else None
+
+    upward = {f'{m} -> {d}' for m, deps in GRAPH.items() for d in deps
+              if floor(m) is not None and floor(d) is not None and floor(d) < floor(m)}
+    assert not upward
 
 
 def test_the_library_never_exits_or_changes_sys_path():

@@ -41,7 +41,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..models.attention import RelativeAttention
+from ..models.kernels import kernels_chosen_for
 from ..torch_compat import MEMORY_SIMULATION, require_torch
 
 aten = torch.ops.aten
@@ -328,14 +328,6 @@ def _half_to_float32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def choose_kernels_for(model: nn.Module, device_type: str) -> None:
-    """Every attention of the model chooses its kernels as on ``device_type`` (see
-    ``RelativeAttention.kernel_device_type``), whatever device the tensors are on."""
-    for module in model.modules():
-        if isinstance(module, RelativeAttention):
-            module.kernel_device_type = device_type
-
-
 def memory_breakdown(snapshot: dict) -> Dict[str, int]:
     """MemTracker's per-reference-type bytes as parameters / gradients / optimizer state /
     activations (buffers go with parameters; temporaries and others with activations)."""
@@ -367,14 +359,15 @@ def _global_peak_tracker():
 @contextlib.contextmanager
 def simulation_patches(target: str = 'cpu') -> Iterator[None]:
     """Within it, mmcv's ops and mmdet's internals take fake tensors and, for ``target`` 'cuda',
-    torch's SDPA and autocast act as on a GPU; every original is back on leaving, an error
-    included."""
+    the attention chooses its kernels and torch's SDPA and autocast act as on a GPU; every original
+    is back on leaving, an error included."""
     with mmcv_ops_with_fake_kernels(), mmdet_mask_targets_by_shape(), \
             mmdet_rois_on_one_level(), mmdet_cascade_refinement_per_image(), \
             contextlib.ExitStack() as gpu_kernels:
         if target == 'cuda':
             gpu_kernels.enter_context(cuda_autocast_policy())
             gpu_kernels.enter_context(cuda_memory_efficient_attention())
+            gpu_kernels.enter_context(kernels_chosen_for('cuda'))
         yield
 
 
@@ -393,7 +386,6 @@ def simulate_training_memory(build_model: Callable[[], nn.Module],
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)  # the batch arrives as real tensors
     with simulation_patches(target), fake_mode:
         model = build_model()
-        choose_kernels_for(model, target)
         optim_wrapper = build_optim_wrapper(model)
         if amp_dtype is not None:  # as AmpOptimWrapper.optim_context, which needs a real GPU
             optim_wrapper.optim_context = lambda module: torch.autocast('cpu', dtype=amp_dtype)

@@ -49,9 +49,9 @@ def kernels_chosen_for(device_type: str) -> Iterator[None]:
 def read_torch_state() -> TorchState:
     """The one place the attention reads torch's global state."""
     tracing = None
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if torch.jit.is_tracing():  # TorchScript's ONNX exporter traces so
         tracing = 'jit'
-    elif is_exporting():
+    elif is_exporting() or torch.onnx.is_in_onnx_export():  # the dynamo exporter: torch.export
         tracing = 'export'
     return TorchState(grad=torch.is_grad_enabled(), tracing=tracing, compiling=is_compiling(),
                       device_type=_chosen_for)
