@@ -14,9 +14,9 @@ def provenance() -> dict:
 
 def write_json(path: str, data) -> str:
     """Writes ``data`` to ``path`` (folders made as needed); a dict gets :func:`provenance` keys
-    it does not already have. Returns ``path``."""
+    it does not already have, first, and keeps the order of its own. Returns ``path``."""
     if isinstance(data, dict):
-        data = {**provenance(), **data}
+        data = {**{k: v for k, v in provenance().items() if k not in data}, **data}
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w') as f:
         json.dump(data, f, indent=1)

@@ -3,6 +3,7 @@ backbone's share and the attention's share, counted as the papers count them.
 
     python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--proposals 1000]
         [--out docs/results/flops.json] [--cfg-options K=V ...]
+    python tools/analysis_tools/get_flops.py --derive-only docs/results/flops.json
 
 Defaults: 800x1280 (the papers' "1280x800") for detection, 512x2048 ("2048x512") for segmentation;
 the image is padded as the config's data preprocessor pads it. The count is torch's FlopCounterMode
@@ -23,8 +24,16 @@ Other detectors (no RPN + RoI head) run their own ``_forward``.
 Attention is every outermost module whose class name contains 'Attention' or 'MSA' (CoAtNet's
 RelativeAttention, Swin's ShiftWindowMSA): its qkv and output projections and its products; the
 products alone are the batched matmuls and attention kernels inside it.
+
+A count at the input a training image is counted at (800x1280 for detection, an upper bound of the
+multi-scale training sizes; the training crop for segmentation) also gets the GPU-hours of the
+config's schedule, an estimate at an assumed throughput (``gpu_hours_estimate``:
+``mmcoatnet/analysis/estimates.py``). ``--derive-only FILE`` adds or renews that estimate for every
+entry of an existing results file, from its recorded MACs and the config's schedule, counting
+nothing.
 """
 import argparse
+import json
 import os.path as osp
 import re
 import sys
@@ -40,10 +49,11 @@ except ImportError:  # torch < 2.2: a tool may stop at import with what it needs
     sys.exit(f'error: get_flops needs torch.utils.flop_counter.flop_registry (torch >= 2.2); '
              f'this is torch {torch.__version__}')
 
+from mmcoatnet.analysis.estimates import gpu_hours, training_images
 from mmcoatnet.analysis.flops import FLOPS_PER_MAC, attention_products_macs
 from mmcoatnet.analysis.synthetic import synthetic_batch
 from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
-from mmcoatnet.utils.results import append_json
+from mmcoatnet.utils.results import append_json, write_json
 from mmcoatnet.utils.sizes import add_shape_argument
 
 aten = torch.ops.aten
@@ -95,15 +105,22 @@ class Probe(nn.Module):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='MACs and parameters of a detector / segmentor')
-    parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
+    parser.add_argument('config', nargs='?',
+                        help='a detection (mmdet) or segmentation (mmseg) config')
     add_shape_argument(parser, help='input height and width (default 800 1280 for detection, '
                        '512 2048 for segmentation)')
     parser.add_argument('--proposals', type=int, default=1000,
                         help='RoIs given to a two-stage detector\'s RoI head')
     parser.add_argument('--out', help='JSON file to add this result to (one entry per config, '
                              'shape and --cfg-options)')
+    parser.add_argument('--derive-only', metavar='FILE',
+                        help='add the GPU-hours estimate to every entry of this results file from '
+                        'its recorded MACs, in place (no config, nothing counted)')
     add_cfg_options_argument(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if bool(args.config) == bool(args.derive_only):
+        parser.error('give a config, or --derive-only with a results file (not both)')
+    return args
 
 
 def library_config_path(config: str) -> str:
@@ -259,6 +276,25 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int
         parts_gmacs={name: value / 1e9 for name, value in parts.items()})
 
 
+def training_shape(cfg) -> Tuple[int, int]:
+    """The input a training image is counted at for the GPU-hours: the papers' 800x1280 for
+    detection, an upper bound of the multi-scale training sizes; the crop for segmentation."""
+    if cfg.default_scope == 'mmseg' and cfg.get('crop_size'):
+        return tuple(cfg.crop_size)
+    return DEFAULT_SHAPES[cfg.default_scope]
+
+
+def derive(entry: dict) -> dict:
+    """The entry with the GPU-hours of its config's training
+    (:func:`mmcoatnet.analysis.estimates.gpu_hours`, ``gpu_hours_estimate``) when it was counted at
+    the training input and the schedule's images are known; otherwise as it is."""
+    cfg = load_config(library_config_path(entry['config']), entry.get('cfg_options') or None)
+    images = training_images(cfg)
+    if images is None or tuple(entry['shape']) != tuple(training_shape(cfg)):
+        return entry
+    return {**entry, 'gpu_hours_estimate': gpu_hours(entry['macs'], *images)}
+
+
 def describe(report: dict) -> str:
     backbone, attention = report['backbone'], report['attention']
     lines = [
@@ -280,8 +316,19 @@ def describe(report: dict) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    report = measure(args.config, args.shape, args.proposals, args.cfg_options)
+    if args.derive_only:
+        with open(args.derive_only) as f:
+            entries = [derive(entry) for entry in json.load(f)]
+        write_json(args.derive_only, entries)
+        print(f'derived: {len(entries)} entries of {args.derive_only}, '
+              f"{sum('gpu_hours_estimate' in e for e in entries)} with a GPU-hours estimate")
+        return
+    report = derive(measure(args.config, args.shape, args.proposals, args.cfg_options))
     print(describe(report))
+    if 'gpu_hours_estimate' in report:
+        estimate = report['gpu_hours_estimate']
+        print(f"  GPU-hours   {estimate['gpu_hours']:8.0f} ({estimate['schedule']}; "
+              f"{estimate['note']})")
     if args.out:
         append_json(args.out, report, key=lambda entry: (
             entry['config'], entry['shape'], entry.get('cfg_options', {})))

@@ -28,12 +28,19 @@ counted by torch's MemTracker, as a GPU runs them (attention kernels chosen for 
 memory-efficient SDPA kernel, CUDA's autocast policy with ``--amp``), once as configured and once
 with ``model.backbone.with_cp=True`` (``--skip-with-cp``: once). It reports the peak split into
 parameters, gradients, optimizer state and activations, adds the margin for what a real CUDA run
-holds beyond its tensors (``CUDA_MARGIN_*``), and names the smallest common card that fits.
+holds beyond its tensors, and names the cards that hold it, the smallest first
+(``mmcoatnet/analysis/estimates.py``: ``card_fit``, its margin and card sizes).
 ``--simulate cpu`` counts the CPU's own float32 step the same way, to check the counting against a
 real CPU run.
+
+    python tools/analysis_tools/train_memory.py --derive-only RESULT.json [RESULT.json ...]
+
+re-derives the card figures of existing ``--simulate cuda`` results from their recorded peaks and
+margin, in place, with the same function; nothing is simulated.
 """
 import argparse
 import importlib
+import json
 import os.path as osp
 import statistics
 import sys
@@ -42,6 +49,11 @@ import time
 import numpy as np
 import torch
 
+from mmcoatnet.analysis.estimates import (
+    CUDA_MARGIN_FIXED_BYTES,
+    CUDA_MARGIN_FRACTION,
+    card_fit,
+)
 from mmcoatnet.analysis.memory import (
     current_rss_bytes,
     gib,
@@ -62,19 +74,12 @@ from mmcoatnet.utils.results import default_result_path, write_json
 from mmcoatnet.utils.sizes import add_shape_argument
 
 SIMULATION_TARGETS = ('cuda', 'cpu')
-# What a real CUDA run holds beyond its tensors' peak (the simulated figure), added before
-# comparing with a card: the caching allocator's rounding and fragmentation (reserved over
-# allocated), as a fraction of the peak, and a fixed part for the CUDA context (about 300-400 MB
-# with lazy module loading, pytorch/pytorch#107667 and #109888) and cuBLAS / cuDNN workspaces.
-CUDA_MARGIN_FRACTION = 0.20
-CUDA_MARGIN_FIXED_BYTES = 1 << 30
-# cards as sold, in decimal GB: each holds a little more than this (a 16 GB V100 reports 15.8 GiB)
-CARD_SIZES_GB = (16, 24, 40, 80)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Peak memory and time of training iterations')
-    parser.add_argument('config', help='a detection (mmdet) or segmentation (mmseg) config')
+    parser.add_argument('config', nargs='?',
+                        help='a detection (mmdet) or segmentation (mmseg) config')
     add_shape_argument(parser, default=(800, 1333),
                        help='image height and width before the preprocessor pads them')
     parser.add_argument('--batch', type=int, default=2, help='images per iteration')
@@ -89,8 +94,13 @@ def parse_args(argv=None):
                         "the counting against a real CPU run")
     parser.add_argument('--skip-with-cp', action='store_true',
                         help='simulate the config as given only, not also with with_cp')
+    parser.add_argument('--derive-only', nargs='+', metavar='RESULT',
+                        help='re-derive the card figures of existing --simulate cuda results '
+                        'files from their recorded peaks, in place (no config, nothing simulated)')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
+    if bool(args.config) == bool(args.derive_only):
+        parser.error('give a config, or --derive-only with results files (not both)')
     if args.iters < 2:
         parser.error('--iters must be at least 2: the first iteration is not timed')
     if args.batch < 1:
@@ -191,10 +201,6 @@ def simulate_one(args) -> dict:
     return dict(peak=peak, amp=amp, params=params[0], seconds=time.perf_counter() - start)
 
 
-def smallest_card_gb(needed_bytes: int):
-    return next((size for size in CARD_SIZES_GB if needed_bytes <= size * 10 ** 9), None)
-
-
 def simulate(args) -> dict:
     """The simulated peak as configured and with ``with_cp``."""
     runs = {}
@@ -210,14 +216,33 @@ def simulate(args) -> dict:
                   torch=torch.__version__, instances=args.instances,
                   peak_bytes={name: run['peak'] for name, run in runs.items()},
                   seconds={name: run['seconds'] for name, run in runs.items()})
-    if args.simulate == 'cuda':
-        needed = {name: int(run['peak']['total'] * (1 + CUDA_MARGIN_FRACTION))
-                  + CUDA_MARGIN_FIXED_BYTES for name, run in runs.items()}
-        result.update(margin=dict(fraction=CUDA_MARGIN_FRACTION,
-                                  fixed_bytes=CUDA_MARGIN_FIXED_BYTES),
-                      needed_bytes=needed,
-                      smallest_card_gb={name: smallest_card_gb(n) for name, n in needed.items()})
-    return result
+    return derive(result) if args.simulate == 'cuda' else result
+
+
+def derive(result: dict) -> dict:
+    """A ``--simulate cuda`` result with what it derives from its peaks, per variant
+    (:func:`mmcoatnet.analysis.estimates.card_fit`): the margin, ``needed_bytes`` (peak and
+    margin), ``smallest_card_gb`` and ``cards_gb`` (every card size that holds it). A result that
+    records its margin keeps it."""
+    margin = result.get('margin') or dict(fraction=CUDA_MARGIN_FRACTION,
+                                          fixed_bytes=CUDA_MARGIN_FIXED_BYTES)
+    fits = {name: card_fit(peak['total'], margin['fraction'], margin['fixed_bytes'])
+            for name, peak in result['peak_bytes'].items()}
+    return {**result, 'margin': margin,
+            **{key: {name: fit[key] for name, fit in fits.items()}
+               for key in ('needed_bytes', 'smallest_card_gb', 'cards_gb')}}
+
+
+def derive_files(paths) -> int:
+    """``--derive-only``: :func:`derive` over existing results files, written back in place."""
+    for path in paths:
+        with open(path) as f:
+            result = json.load(f)
+        if result.get('simulate') != 'cuda':
+            raise ToolError(f'{path}: not a --simulate cuda result; only those name a card')
+        write_json(path, derive(result))
+        print(f'derived: {path}')
+    return 0
 
 
 def simulation_summary(result: dict) -> str:
@@ -264,6 +289,8 @@ def summary(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.derive_only:
+        return derive_files(args.derive_only)
     if args.simulate:
         return write_simulation(args, simulate(args))
     result = measure(args)

@@ -20,10 +20,12 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RESULTS = 'docs/results'
 MARKER = re.compile(r'<!-- table: (\S+)((?: [^ >]+)*) -->\n(.*?)<!-- end table -->\n', re.S)
 GIB = 2 ** 30
-RECIPES = ['maskrcnn_coatnet0_ms-3x_coco', 'maskrcnn_coatnet1_ms-3x_coco',
-           'maskrcnn_coatnet2_ms-3x_coco', 'cascade-maskrcnn_coatnet0_ms-3x_coco',
-           'cascade-maskrcnn_coatnet1_ms-3x_coco', 'cascade-maskrcnn_coatnet2_ms-3x_coco',
-           'upernet_coatnet0_ade20k', 'upernet_coatnet1_ade20k', 'upernet_coatnet2_ade20k']
+# The recipes: the top-level configs of the published protocols (the 1x configs and the windowed
+# one are not recipes), found in configs/ by these names, one per protocol in the tables' order,
+# each protocol's sizes in order
+PROTOCOLS = {'maskrcnn_3x': 'maskrcnn_coatnet[0-9]_ms-3x_coco.py',
+             'cascade_3x': 'cascade-maskrcnn_coatnet[0-9]_ms-3x_coco.py',
+             'upernet_160k': 'upernet_coatnet[0-9]_ade20k.py'}
 # the size class of each CoAtNet, by its parameters beside Swin's and ConvNeXt's (docs/recipes.md)
 SIZE_CLASS = {0: 'T', 1: 'S', 2: 'B'}
 # the library configs that flops.json counts beside the recipes: what they are, and the published
@@ -39,22 +41,29 @@ LIBRARY_MODELS = {
     'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py':
         ('ConvNeXt-T UperNet', 'upernet_160k', 'ConvNeXt-T'),
 }
-# the training images of each protocol, for the GPU-hours estimate
-COCO_3X_IMAGES = 118287 * 36    # COCO train2017 x 36 epochs
-ADE_160K_CROPS = 160000 * 16    # 160k iterations x 16 crops of 512x512
-# sustained training throughput per GPU assumed by the estimate: a rough guess, not calibrated
-# against any GPU run (no GPU has been available to this project)
-GUESSED_TFLOPS = 30
-# the library model counted beside each protocol's recipes in the GPU-hours table
+# the library model counted beside each protocol's recipes in the GPU-hours table, for calibration
 GPU_HOURS_CALIBRATION = [
-    ('maskrcnn_3x', 'Swin-T Mask R-CNN 3x', 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'),
+    ('maskrcnn_3x', 'Swin-T Mask R-CNN 3x',
+     'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'),
     ('cascade_3x', 'ConvNeXt-T Cascade Mask R-CNN 3x',
      'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'),
     ('upernet_160k', 'Swin-T UperNet 160k',
      'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')]
-PROTOCOLS = {'maskrcnn_3x': 'maskrcnn_coatnet{n}_ms-3x_coco',
-             'cascade_3x': 'cascade-maskrcnn_coatnet{n}_ms-3x_coco',
-             'upernet_160k': 'upernet_coatnet{n}_ade20k'}
+
+
+def protocol_recipes(protocol: str) -> list:
+    """The recipes of one protocol, by name without '.py', smallest CoAtNet first."""
+    return [osp.basename(path)[:-len('.py')]
+            for path in sorted(glob.glob(osp.join(ROOT, 'configs', PROTOCOLS[protocol])))]
+
+
+def recipe_list() -> list:
+    return [recipe for protocol in PROTOCOLS for recipe in protocol_recipes(protocol)]
+
+
+def size_of(recipe: str) -> int:
+    """n of a recipe's CoAtNet-n."""
+    return int(re.search(r'coatnet(\d)', recipe).group(1))
 
 
 def load(name: str):
@@ -128,11 +137,25 @@ def memory_cell(report, variant):
             f"{gib(report['needed_bytes'][variant])}, {card(report, variant)}")
 
 
+def runs_note(recipes):
+    """When the float32 and AMP simulations of the recipes come from runs of different dates, a
+    sentence that says so (the files' dates)."""
+    dates = {precision: sorted({simulated(recipe, precision)['date'] for recipe in recipes})
+             for precision in ('fp32', 'amp')}
+    if dates['fp32'] == dates['amp']:
+        return ''
+    when = f"float32 simulated on {', '.join(dates['fp32'])}, AMP on {', '.join(dates['amp'])}"
+    if max(dates['amp']) < min(dates['fp32']):
+        return (f'The AMP figures come from an older run than the float32 ones ({when}), with the '
+                'code of that day, and were not simulated again since. ')
+    return f'The float32 and AMP figures come from different runs ({when}). '
+
+
 def recipes():
     """Each recipe's size, FLOPs and estimated training memory per GPU, float32 and AMP."""
     entries = load('flops.json')
     rows = []
-    for recipe in RECIPES:
+    for recipe in recipe_list():
         shape = [512, 2048] if recipe.startswith('upernet') else [800, 1280]
         count = flops_entry(entries, f'configs/{recipe}.py', shape)
         fp32, amp = simulated(recipe, 'fp32'), simulated(recipe, 'amp')
@@ -144,7 +167,7 @@ def recipes():
                  ['---', '---:', '---:', '---', '---', '---', '---']) + [
         '', 'Estimated by simulation, no GPU run: batch 2 per GPU at 800x1333 (COCO) or 512x512 '
         '(ADE20K); GMACs at 1280x800 / 2048x512, as the papers count. '
-        + figures_line_with_simulations('flops.json')]
+        + runs_note(recipe_list()) + figures_line_with_simulations('flops.json')]
 
 
 def compared(protocol):
@@ -155,8 +178,9 @@ def compared(protocol):
     seg = protocol.startswith('upernet')
     shape = [512, 2048] if seg else [800, 1280]
     rows = []
-    for n, size_class in SIZE_CLASS.items():
-        recipe = PROTOCOLS[protocol].format(n=n)
+    for recipe in protocol_recipes(protocol):
+        n = size_of(recipe)
+        size_class = SIZE_CLASS[n]
         count = flops_entry(entries, f'configs/{recipe}.py', shape)
         rows.append((size_class, f'CoAtNet-{n} (`{recipe}`)', 'not trained yet',
                      f"{count['params_m']:.0f}M", f"{count['gmacs']:.0f}"))
@@ -299,27 +323,30 @@ def flops_vs_published():
 
 
 def gpu_hours():
-    """A rough estimate of each recipe's training time from its FLOPs and a guessed throughput."""
-    entries = load('flops.json')
-    rows, calibration = [], None
+    """Each recipe's GPU-hours as get_flops.py estimates them (``gpu_hours_estimate`` of its count
+    at the training input), beside a library model of its protocol for calibration."""
+    estimated = [e for e in load('flops.json')
+                 if e.get('gpu_hours_estimate') and not e.get('cfg_options')]
+    rows, first = [], None
     for protocol, label, config in GPU_HOURS_CALIBRATION:
-        seg = protocol == 'upernet_160k'
-        shape, images = ([512, 512], ADE_160K_CROPS) if seg else ([800, 1280], COCO_3X_IMAGES)
-        recipes = [PROTOCOLS[protocol].format(n=n) for n in SIZE_CLASS]
         names = [(f'{label} (`{config}`, for calibration)', config)] + [
-            (f'`{recipe}`', f'configs/{recipe}.py') for recipe in recipes]
+            (f'`{recipe}`', f'configs/{recipe}.py') for recipe in protocol_recipes(protocol)]
         for name, path in names:
-            gmacs = flops_entry(entries, path, shape)['gmacs']
-            hours = images * 6 * gmacs * 1e9 / (GUESSED_TFLOPS * 1e12 * 3600)
-            calibration = calibration or hours / 8
-            rows.append((name, f'{shape[1]}x{shape[0]}', f'{gmacs:.1f}', f'{images / 1e6:.2f}M',
-                         f'{hours:.0f}', f'{hours / 8:.1f}'))
+            entry = next(e for e in estimated if e['config'] == path)
+            estimate = entry['gpu_hours_estimate']
+            first = first or estimate
+            rows.append((name, f"{entry['shape'][1]}x{entry['shape'][0]}", f"{entry['gmacs']:.1f}",
+                         f"{estimate['training_images'] / 1e6:.2f}M",
+                         f"{estimate['gpu_hours']:.0f}", f"{estimate['hours_on_gpus']:.1f}"))
+    gpus, tflops = first['gpus'], first['assumed_tflops']
     return table(['recipe', 'input counted', 'GMACs', 'training images', 'GPU-hours',
-                  'hours on 8 GPUs'], rows) + [
-        '', f'GPU-hours = images x 6 x GMACs x 1e9 / ({GUESSED_TFLOPS} TFLOP/s x 3600 s). The '
-        f'{GUESSED_TFLOPS} TFLOP/s sustained per GPU is a rough guess, not calibrated: no GPU run '
-        'exists. If your Swin-T Mask R-CNN 3x takes H hours on 8 GPUs, multiply every figure by '
-        f'H / {calibration:.1f}. ' + figures_line('flops.json')]
+                  f'hours on {gpus} GPUs'], rows) + [
+        '', f"GPU-hours = images x {first['training_flops_per_mac']} x GMACs x 1e9 / ({tflops} "
+        f'TFLOP/s x 3600 s), as `get_flops.py` estimates them: an estimate at an assumed '
+        f'throughput, not a measurement. The {tflops} TFLOP/s sustained per GPU is a rough guess, '
+        f'not calibrated: no GPU run exists. If your {GPU_HOURS_CALIBRATION[0][1]} takes H hours '
+        f"on {gpus} GPUs, multiply every figure by H / {first['hours_on_gpus']:.1f}. "
+        + figures_line('flops.json')]
 
 
 def cpu_memory():
@@ -349,7 +376,7 @@ def train_memory(precision):
     """Every recipe's estimated training memory per GPU in one precision (fp32 or amp), with and
     without with_cp."""
     rows, files = [], []
-    for recipe in RECIPES:
+    for recipe in recipe_list():
         r = simulated(recipe, precision)
         files.append(f'train_memory_simulated_cuda_{precision}_{recipe}.json')
         cells = []
@@ -398,11 +425,11 @@ def compile_runs(*names):
 def sixteen_gb():
     """Which recipe fits a 16 GB card as shipped (float32), and with --amp and with_cp."""
     rows = []
-    for recipe in RECIPES:
+    for recipe in recipe_list():
         fp32, amp = simulated(recipe, 'fp32'), simulated(recipe, 'amp')
 
         def verdict(report, variant):
-            fits = report['needed_bytes'][variant] <= 16 * 10 ** 9
+            fits = 16 in report['cards_gb'][variant]  # the cards train_memory.py found to hold it
             return f"{'fits' if fits else 'no'} ({gib(report['needed_bytes'][variant])})"
 
         rows.append((f'`{recipe}`', verdict(fp32, 'default'), verdict(amp, 'default'),
@@ -410,7 +437,8 @@ def sixteen_gb():
     return table(['recipe', 'as shipped (float32)', '`--amp`', '`with_cp`', '`--amp` + `with_cp`'],
                  rows, ['---'] * 5) + [
         '', 'A 16 GB card holds 16·10⁹ bytes (14.90 GiB); in brackets the estimated peak plus the '
-        'margin, in GiB, batch 2 per GPU. ' + figures_line_with_simulations()]
+        'margin, in GiB, batch 2 per GPU. ' + runs_note(recipe_list())
+        + figures_line_with_simulations()]
 
 
 TABLES = dict(sixteen_gb=sixteen_gb, benchmark=benchmark, recipes=recipes, compared=compared,
