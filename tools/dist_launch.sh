@@ -8,6 +8,11 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+# The project's environment (make install's .venv, or $VENV) unless PYTHON names a Python;
+# without either, the python on PATH
+VENV=${VENV:-.venv}
+case "$VENV" in /*) ;; *) VENV="$(cd "$(dirname "$0")/.." && pwd)/$VENV" ;; esac
+if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ]; then PYTHON="$VENV/bin/python"; fi
 PYTHON=${PYTHON:-python}
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \

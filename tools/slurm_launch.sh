@@ -9,6 +9,11 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
+# The project's environment (make install's .venv, or $VENV) unless PYTHON names a Python;
+# without either, the python on PATH
+VENV=${VENV:-.venv}
+case "$VENV" in /*) ;; *) VENV="$(cd "$(dirname "$0")/.." && pwd)/$VENV" ;; esac
+if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ]; then PYTHON="$VENV/bin/python"; fi
 PYTHON=${PYTHON:-python}
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
