@@ -10,7 +10,7 @@ PYTEST_XDIST = -n $(PYTEST_WORKERS)
 PYTEST_ARGS ?=
 
 .PHONY: install lint format docs-tables test test-fast test-oldest test-newest demo demo-seg \
-	demo-transfer toy-data benchmark clean-venv
+	demo-transfer toy-data benchmark gpu-check clean-venv
 
 install:
 	@bash tools/install.sh
@@ -77,6 +77,14 @@ toy-data: install
 # BENCHMARK_ARGS, e.g. --sizes 224 800x1344
 benchmark: install
 	$(PYTHON) tools/analysis_tools/benchmark.py --out-dir work_dirs/benchmark $(BENCHMARK_ARGS)
+
+# the first command on a GPU machine: environment (driver, GPU, mmcv's CUDA code), mmcv's ops, the
+# backbone's numerics, the attention kernels, every recipe's training step and memory, DDP; writes
+# work_dirs/gpu_check/gpu_check_<device>.json and .md, and fails naming the first failed check and
+# its fix. 10 minutes on one H100-class GPU; on a CPU `GPU_CHECK_ARGS="--device cpu --quick"`
+# GPU_CHECK_ARGS, e.g. --quick, --budget-s 300, --recipes maskrcnn_coatnet1_ms-3x_coco
+gpu-check: install
+	$(PYTHON) tools/analysis_tools/gpu_check.py --out-dir work_dirs/gpu_check $(GPU_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
