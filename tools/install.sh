@@ -7,15 +7,18 @@
 #   VENV=.venv               the virtual environment to create or complete
 #   PYTHON=python3           the interpreter that creates it
 #   MMCOATNET_MMCV_OPS=auto  the ops mmcv 2.1.0 is compiled with: cpu, cuda (CPU and CUDA ops), or
-#                            auto = cuda when torch sees a GPU, cpu otherwise. cuda needs no GPU to
-#                            build: the result imports and runs its CPU ops on any machine.
+#                            auto = cuda when torch sees a GPU, cpu without an NVIDIA driver; with a
+#                            driver whose GPU torch cannot use, auto stops with the reason and the fix
+#                            (tools/dev/mmcv_ops_choice.py). cuda needs no GPU to build: the result
+#                            imports and runs its CPU ops on any machine.
 #   TORCH_CUDA_ARCH_LIST     cuda: the GPU architectures to compile for, e.g. "8.0" or
 #                            "8.0;8.6;9.0+PTX". Default: the visible GPUs' compute capabilities
 #                            (the highest +PTX); with no GPU visible, 8.0+PTX (Ampere and newer).
 #   MMCOATNET_TORCH_INDEX    torch from PyTorch's own index instead of PyPI's default build (which
 #                            is CUDA 13.0: Turing and newer, NVIDIA driver >= 580): a variant, cu126
 #                            or cu128 (or cu130), or an index URL that ends in the variant, e.g.
-#                            https://download.pytorch.org/whl/cu126. Use a new VENV per variant.
+#                            https://download.pytorch.org/whl/cu126. Into VENV as the default: to
+#                            switch an existing VENV to another variant, make clean-venv first.
 #   MMCOATNET_CUDA_HOME      cuda: the CUDA toolkit to build with. Default: with a CUDA 13 torch, a
 #                            toolkit assembled from PyPI's wheels in $VENV/cuda; with a CUDA 12 torch
 #                            (PyPI has no CUDA 12 nvcc), the one torch finds (CUDA_HOME, nvcc on PATH,
@@ -34,7 +37,8 @@ case $ops in
     auto|cpu|cuda) ;;
     *) echo "install: MMCOATNET_MMCV_OPS is '$ops'; it takes auto, cpu or cuda" >&2; exit 2 ;;
 esac
-want=$({ cat tools/install.sh tools/dev/check_mmcv_ops.py requirements-lock.txt pyproject.toml
+want=$({ cat tools/install.sh tools/dev/check_mmcv_ops.py tools/dev/mmcv_ops_choice.py \
+             requirements-lock.txt pyproject.toml
          echo "ops=$ops arch=${TORCH_CUDA_ARCH_LIST:-} index=$torch_index cuda=${MMCOATNET_CUDA_HOME:-}"
        } | sha256sum | cut -d' ' -f1)
 
@@ -92,15 +96,9 @@ step "mmengine==0.10.7" "${PIP[@]}" mmengine==0.10.7 "setuptools<81"
 # torch_cuda: torch's CUDA version ('' for a CPU-only torch); gpu: 1 where torch sees a GPU, else 0
 IFS=, read -r torch_cuda gpu <<< "$("$VPY" -c \
     "import torch; print(torch.version.cuda or '', int(torch.cuda.is_available()), sep=',')")"
-if [ "$ops" = auto ]; then
-    ops=cpu; [ "$gpu" = 1 ] && ops=cuda
-    echo "install: MMCOATNET_MMCV_OPS=auto: $ops ops (torch sees $([ "$gpu" = 1 ] || echo no )GPU)"
-    if [ "$gpu" = 0 ] && [ -n "$torch_cuda" ] && [ -e /dev/nvidiactl ]; then
-        echo "install: an NVIDIA driver is loaded, but torch (CUDA $torch_cuda) finds no GPU it can use:" \
-             "a driver older than CUDA $torch_cuda needs, or a GPU older than it supports?" \
-             "(MMCOATNET_TORCH_INDEX=cu126 for those)" >&2
-    fi
-fi
+# auto: cuda where torch sees a GPU, cpu where there is no NVIDIA driver; a driver whose GPU torch
+# cannot use stops the install with the reason and the fix (CPU ops there would fail on the GPU later)
+ops=$("$VPY" tools/dev/mmcv_ops_choice.py "$ops") || exit 1
 if [ "$ops" = cuda ]; then
     [ -n "$torch_cuda" ] || fail "MMCOATNET_MMCV_OPS=cuda needs a CUDA build of torch, not $("$VPY" -c 'import torch; print(torch.__version__)')"
     cuda_major=${torch_cuda%%.*}
