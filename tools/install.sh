@@ -116,10 +116,13 @@ print(';'.join(f'{a}.{b}' for a, b in caps) + '+PTX')") || exit 1
     fi
     arch_list=${arch_list:-8.0+PTX}
     arch_list=$(echo "$arch_list" | tr ', ' ';;' | sed 's/;;*/;/g; s/^;//; s/;$//')
-    for arch in ${arch_list//;/ }; do  # CUDA 13 compiles for Turing (7.5) and newer only
+    # torch's oldest architecture: mmcv ops for an older GPU would build, but torch would not run
+    # there (CUDA 13 builds start at Turing, 7.5; PyTorch's cu128 builds too since torch 2.11)
+    torch_low=$("$VPY" -c "import torch; print(min([int(a[3:]) for a in torch.cuda.get_arch_list() if a.startswith('sm_')] or [0]))")
+    for arch in ${arch_list//;/ }; do
         [[ $arch =~ ^([0-9]+)\.([0-9]+)a?(\+PTX)?$ ]] || fail "TORCH_CUDA_ARCH_LIST: '$arch' is no architecture"
-        (( cuda_major < 13 || BASH_REMATCH[1] * 10 + BASH_REMATCH[2] >= 75 )) || fail \
-            "TORCH_CUDA_ARCH_LIST: CUDA $torch_cuda has no $arch (Maxwell, Pascal, Volta): MMCOATNET_TORCH_INDEX=cu126"
+        (( BASH_REMATCH[1] * 10 + BASH_REMATCH[2] >= torch_low )) || fail \
+            "TORCH_CUDA_ARCH_LIST: torch (CUDA $torch_cuda) has no code for $arch, its oldest is sm_$torch_low: MMCOATNET_TORCH_INDEX=cu126 (Maxwell to Hopper)"
     done
     echo "install: mmcv CUDA ops for TORCH_CUDA_ARCH_LIST=$arch_list (torch built with CUDA $torch_cuda)"
 
