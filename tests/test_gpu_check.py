@@ -384,3 +384,28 @@ def test_the_choice_on_the_command_line_prints_the_ops_or_stops(tmp_path):
     script = open(osp.join(ROOT, 'tools', 'install.sh')).read()
     assert 'ops=$("$VPY" tools/dev/mmcv_ops_choice.py "$ops") || exit 1' in script
     assert 'tools/dev/mmcv_ops_choice.py \\\n' in script.split('| sha256sum')[0]  # in the stamp
+
+
+def install_settings(venv, **env):
+    """The settings tools/install.sh goes on with for ``venv`` (stopped right after: the venv's
+    Python cannot be created from a PYTHON that does not exist)."""
+    result = subprocess.run(['bash', osp.join(ROOT, 'tools', 'install.sh')], capture_output=True,
+                            text=True, timeout=60, env=dict(
+                                PATH='/usr/bin:/bin', HOME=str(venv), VENV=str(venv),
+                                PYTHON=str(venv / 'no-python'), **env))
+    assert result.returncode != 0
+    line = next(line for line in result.stdout.splitlines()
+                if line.startswith('install: MMCOATNET_MMCV_OPS='))
+    return dict(word.split('=', 1) for word in line.split(' (')[0].split()[1:])
+
+
+def test_a_venv_keeps_the_settings_it_was_installed_with(tmp_path):
+    """After MMCOATNET_TORCH_INDEX=cu126 make install, every make target's own make install keeps
+    cu126 (and the mmcv ops) without the variables: one environment for every command."""
+    (tmp_path / '.mmcoatnet-settings').write_text(
+        "saved_ops=cuda saved_arch=8.0 saved_index=cu126 saved_cuda=''\n")
+    assert install_settings(tmp_path) == dict(
+        MMCOATNET_MMCV_OPS='cuda', TORCH_CUDA_ARCH_LIST='8.0', MMCOATNET_TORCH_INDEX='cu126')
+    assert install_settings(tmp_path, MMCOATNET_MMCV_OPS='cpu', TORCH_CUDA_ARCH_LIST='9.0')[
+        'MMCOATNET_MMCV_OPS'] == 'cpu'
+    assert install_settings(tmp_path, MMCOATNET_TORCH_INDEX='')['MMCOATNET_TORCH_INDEX'] == ''

@@ -31,8 +31,18 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 STAMP="$VENV/.mmcoatnet-installed"
-ops=${MMCOATNET_MMCV_OPS:-auto}
-torch_index=${MMCOATNET_TORCH_INDEX:-}
+# The settings a VENV was last installed with are its defaults, so that a plain `make install` (which
+# every make target runs first) keeps its torch variant and mmcv ops: one environment whichever
+# route made it. A setting given (MMCOATNET_TORCH_INDEX= for PyPI's torch) replaces the saved one.
+SETTINGS="$VENV/.mmcoatnet-settings"
+saved_ops='' saved_arch='' saved_index='' saved_cuda=''
+[ -f "$SETTINGS" ] && source "$SETTINGS"
+ops=${MMCOATNET_MMCV_OPS:-${saved_ops:-auto}}
+torch_index=${MMCOATNET_TORCH_INDEX-$saved_index}
+TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$saved_arch}
+MMCOATNET_CUDA_HOME=${MMCOATNET_CUDA_HOME:-$saved_cuda}
+requested=$(printf 'saved_ops=%q saved_arch=%q saved_index=%q saved_cuda=%q' "$ops" \
+            "$TORCH_CUDA_ARCH_LIST" "$torch_index" "$MMCOATNET_CUDA_HOME")
 case $ops in
     auto|cpu|cuda) ;;
     *) echo "install: MMCOATNET_MMCV_OPS is '$ops'; it takes auto, cpu or cuda" >&2; exit 2 ;;
@@ -46,6 +56,9 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     echo "install: $VENV is up to date"
     exit 0
 fi
+[ -f "$SETTINGS" ] && echo "install: MMCOATNET_MMCV_OPS=$ops" \
+    "TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST MMCOATNET_TORCH_INDEX=$torch_index" \
+    "(what is not set comes from $SETTINGS, the settings $VENV was installed with)"
 
 step() {  # step NAME CMD...: runs CMD, stops the install naming NAME if it fails
     local name=$1; shift
@@ -207,4 +220,5 @@ step "mmcv ops check ($ops)" "$VPY" tools/dev/check_mmcv_ops.py "$ops"
 step "dependency check" "$VPY" -m pip check
 
 echo "$want" > "$STAMP"
+echo "$requested" > "$SETTINGS"
 echo "install: done ($VENV, mmcv with $ops ops)"
