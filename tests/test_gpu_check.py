@@ -192,9 +192,11 @@ def test_the_budget_admits_a_check_only_within_what_is_left_less_what_later_chec
     assert gc.reserved_after('recipes', 'cuda', False, order) == 0
 
 
-def test_the_default_budget_fits_the_sections_on_an_h100_with_room_for_recipes():
+def test_the_default_budget_fits_every_section_and_recipe_on_an_h100_as_estimated():
+    tool = load(TOOL)
     fixed = sum(gc.SECTION_ESTIMATES_S[('cuda', False)].values())
-    assert fixed + 10 * gc.RECIPE_RUN_S['cuda'] <= 600
+    runs = 2 * len(glob.glob(osp.join(ROOT, 'configs', '*.py')))  # float32 and AMP
+    assert fixed + runs * gc.RECIPE_RUN_S['cuda'] <= tool.parse_args([]).budget_s
 
 
 def test_a_section_skipped_for_time_is_never_a_pass():
@@ -269,10 +271,54 @@ def test_the_docs_read_the_measured_recipe_figures_keyed_as_the_simulations():
                                                                     recipe + '.py'))
 
 
+def test_a_gpu_recipe_row_feeds_the_docs_figures():
+    """The tool's row of a recipe trained on a GPU (recorded figures), through to what the docs
+    read: the ratios to the simulation, the schedule's GPU-hours, the keys."""
+    from mmcoatnet.utils.cli import load_config
+    tool = load(TOOL)
+    recipe = 'maskrcnn_coatnet0_ms-3x_coco'
+    simulation = json.load(open(tool.simulation_file(recipe, 'fp32')))
+    row = dict(recipe=recipe, precision='fp32', config=f'configs/{recipe}.py',
+               batch=simulation['batch'], shape=simulation['shape'],
+               simulated_total_bytes=simulation['peak_bytes']['default']['total'],
+               simulated_needed_bytes=simulation['needed_bytes']['default'],
+               measured=dict(seconds=0.5, losses=[3.0, 2.9], peak_allocated_bytes=6 << 30,
+                             peak_reserved_bytes=7 << 30))
+    cfg = load_config(osp.join(ROOT, row['config']))
+    checked = tool.recipe_row(row, cfg, card_bytes=85 << 30)
+    assert checked['verdict'] == PASS, checked
+    assert checked['gpu_hours'] == pytest.approx(36 * 118287 / 2 * 0.5 / 3600)
+    assert checked['allocated_vs_simulated'] == pytest.approx(
+        (6 << 30) / simulation['peak_bytes']['default']['total'])
+    assert 'GPU-hours on this card' in checked['value']
+    figures = gc.measured_recipe_figures(report_with([checked]))
+    assert figures[(recipe, 'fp32')]['gpu_hours'] == checked['gpu_hours']
+    assert figures[(recipe, 'fp32')]['simulated_needed_bytes'] == \
+        simulation['needed_bytes']['default']
+
+
 def test_the_markdown_names_the_first_failure_and_its_fix():
     rows = [gc.item('x fp32', FAIL, 'out of memory', fix='train with --amp')]
     text = gc.markdown(report_with(rows))
     assert 'First failure: recipes: x fp32: out of memory. Fix: train with --amp' in text
+
+
+def test_a_check_that_crashes_fails_its_section_and_the_report_goes_on(monkeypatch, capsys):
+    tool = load(TOOL)
+
+    def crash(run):
+        raise RuntimeError('CUDA error: an illegal memory access was encountered')
+
+    runners = {name: (lambda run, name=name: [gc.item(name, PASS, 'ran')])
+               for name in tool.SECTION_RUNNERS}
+    monkeypatch.setattr(tool, 'SECTION_RUNNERS', dict(runners, kernels=crash))
+    run = tool.Run(tool.parse_args(['--device', 'cpu', '--quick']), torch.device('cpu'),
+                   CPU_FACTS)
+    sections = tool.run_sections(run)
+    assert {name: s['verdict'] for name, s in sections.items()} == dict(
+        environment=PASS, ops=PASS, parity=PASS, kernels=FAIL, recipes=PASS, distributed=PASS)
+    row = sections['kernels']['items'][0]
+    assert 'illegal memory access' in row['value'] and 'Traceback' in row['traceback']
 
 
 # ---------------------------------------------------------------------------------- the tool runs

@@ -51,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 
 import torch
 
@@ -476,13 +477,20 @@ def kernels_section(run) -> list:
                         generator=generator)
     weights = torch.randn(1, S3_HEADS, tokens, S3_HEAD_DIM, dtype=torch.float64,
                           generator=generator)
-    # the float64 reference on the device where it has the memory for it (a GPU), else the CPU
-    where = device if device.type == 'cuda' else torch.device('cpu')
-    leaves = [t.detach().to(where, copy=True).requires_grad_() for t in (q, k, v, table)]
-    expected_out = reference_relative_attention(*leaves[:3], index_gathered_bias(
-        leaves[3], feat_size))
-    (expected_out * weights.to(where)).sum().backward()
-    expected = [expected_out.detach().cpu()] + [t.grad.cpu() for t in leaves]
+    expected = None
+    # the float64 reference on the GPU (about 12 GB at 50x84), else on the CPU
+    for where in ([device] if device.type == 'cuda' else []) + [torch.device('cpu')]:
+        try:
+            leaves = [t.detach().to(where, copy=True).requires_grad_() for t in (q, k, v, table)]
+            expected_out = reference_relative_attention(*leaves[:3], index_gathered_bias(
+                leaves[3], feat_size))
+            (expected_out * weights.to(where)).sum().backward()
+            expected = [expected_out.detach().cpu()] + [t.grad.cpu() for t in leaves]
+            break
+        except torch.cuda.OutOfMemoryError:
+            leaves = expected_out = None
+            gc.collect()
+            torch.cuda.empty_cache()
     del leaves, expected_out
     rows, timed = [], {}
     fits = {'dense': context.bias_bytes <= context.max_bias_bytes}
@@ -512,6 +520,8 @@ def kernels_section(run) -> list:
             errors = [rel_error(out, expected[0])] + [rel_error(t.grad, e)
                                                       for t, e in zip(inputs, expected[1:])]
             del out
+            for t in inputs:
+                t.grad = None
             if device.type == 'cuda':
                 torch.cuda.reset_peak_memory_stats(device)
                 base = torch.cuda.memory_allocated(device)
@@ -528,6 +538,10 @@ def kernels_section(run) -> list:
             rows.append(item(label, INFO, 'out of memory: does not fit', out_of_memory=True))
             gc.collect()
             torch.cuda.empty_cache()
+            continue
+        except Exception as error:  # a kernel that fails to compile or run is the finding
+            rows.append(item(label, FAIL, f'{type(error).__name__}: {str(error).splitlines()[0]}',
+                             fix='report the JSON: this kernel fails on this device'))
             continue
         worst = max(errors)
         seconds = statistics.median(times)
@@ -642,7 +656,9 @@ def recipes_section(run) -> list:
             if precision == 'amp' and not cuda:
                 rows.append(skipped(label, "AMP needs a GPU (mmengine's AmpOptimWrapper)"))
                 continue
-            estimate = max(durations) if durations else gc_logic.RECIPE_RUN_S[run.device.type]
+            # the first run's guess, then what the runs took (the first includes CUDA's set-up)
+            estimate = (statistics.median(durations) if durations
+                        else gc_logic.RECIPE_RUN_S[run.device.type])
             if not run.budget.allows(estimate):
                 rows.append(skipped(label, f'not enough time left ({run.budget.remaining():.0f} '
                                     f's; a run takes about {estimate:.0f} s)', True))
@@ -689,7 +705,7 @@ def recipe_row(row: dict, cfg, card_bytes) -> dict:
     from mmcoatnet.analysis.estimates import training_images
     images, schedule = training_images(cfg) or (None, None)
     row.update(schedule_images=images, schedule=schedule)
-    if measured.get('seconds'):
+    if measured.get('seconds') and cuda:  # a schedule's hours are a GPU's (the protocols' 8)
         row['gpu_hours'] = gc_logic.measured_gpu_hours(measured['seconds'], row['batch'], images)
     verdict, fix = gc_logic.recipe_verdict(row, card_bytes)
     size = f'batch {row["batch"]} of {row["shape"][0]}x{row["shape"][1]}'
@@ -707,9 +723,11 @@ def recipe_row(row: dict, cfg, card_bytes) -> dict:
         elif not row.get('simulated_total_bytes'):
             memory += ' (no simulation)'
         hours = row.get('gpu_hours')
-        value = (f'{size}: {measured["seconds"]:.3g} s a step, {memory}; the schedule: '
-                 + (f'{hours:.0f} {"GPU" if cuda else "CPU"}-hours' if hours is not None
-                    else "hours unknown (the dataset's size is not known)"))
+        value = f'{size}: {measured["seconds"]:.3g} s a step, {memory}'
+        if cuda and hours is not None:
+            value += f'; the schedule: {hours:.0f} GPU-hours on this card'
+        elif cuda:
+            value += "; the schedule's GPU-hours: unknown (the dataset's size is not known)"
     return item(f'{row["recipe"]} {row["precision"]}', verdict, value, fix=fix, **row)
 
 
@@ -800,7 +818,13 @@ def run_sections(run) -> dict:
                 rows = [skipped(name, f'not enough time left: {run.budget.remaining():.0f} s, '
                                 f'it takes about {estimate:.0f} s', True)]
             else:
-                rows = SECTION_RUNNERS[name](run)
+                try:
+                    rows = SECTION_RUNNERS[name](run)
+                except Exception as error:  # the report still names the section, and how it failed
+                    rows = [item(name, FAIL, f'{type(error).__name__}: '
+                                 f'{str(error).strip().splitlines()[0] if str(error) else ""}',
+                                 fix='report the JSON: the check itself failed here',
+                                 traceback=traceback.format_exc())]
         sections[name] = dict(verdict=gc_logic.section_verdict(rows),
                               seconds=time.perf_counter() - started, items=rows)
         print(f'gpu-check: {name}: {sections[name]["verdict"]} '
