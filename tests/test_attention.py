@@ -16,7 +16,7 @@ from mmcoatnet.models.reference import (
     reference_relative_attention,
 )
 from mmcoatnet.models.rel_pos import table_size
-from mmcoatnet.torch_compat import DYNAMO_ONNX_EXPORT, FLEX_ATTENTION
+from mmcoatnet.torch_compat import DYNAMO_ONNX_EXPORT, FLEX_ATTENTION_ON_CPU
 
 from helpers import kernels_that_ran, needs_torch
 
@@ -166,7 +166,7 @@ def test_chunked_inference_equals_reference_and_uses_the_cached_table():
 
 
 @pytest.mark.slow
-@needs_torch(FLEX_ATTENTION, 'FlexAttention')
+@needs_torch(FLEX_ATTENTION_ON_CPU, 'FlexAttention on a CPU')
 def test_flex_attention_reads_the_bias_inside_the_kernel():
     torch.manual_seed(0)
     attn = RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='flex').eval()

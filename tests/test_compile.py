@@ -19,7 +19,7 @@ from mmcoatnet.models import CoAtNet
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias
 from mmcoatnet.models.kernels import flex_token_bucket, rows_per_chunk
 from mmcoatnet.models.reference import ReferenceRelativeAttention
-from mmcoatnet.torch_compat import FLEX_ATTENTION
+from mmcoatnet.torch_compat import FLEX_ATTENTION_ON_CPU
 
 from helpers import TOY_SEG, kernels_that_ran, needs_torch, run_tool
 
@@ -92,7 +92,7 @@ def test_chunked_attention_runs_eagerly_in_a_compiled_model_without_recompiling_
     assert new_graphs[0] > 0 and new_graphs[2:] == [0, 0, 0], (new_graphs, rows, chunks)
 
 
-@needs_torch(FLEX_ATTENTION, 'FlexAttention')
+@needs_torch(FLEX_ATTENTION_ON_CPU, 'FlexAttention on a CPU')
 def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
     torch.manual_seed(0)
     attn = RelativeAttention(32, 32, 32, 16, RelativePositionBias(2, (4, 4)), impl='flex').eval()
@@ -109,7 +109,7 @@ def test_flex_attention_compiles_once_per_token_bucket_not_per_size():
 
 
 @pytest.mark.slow
-@needs_torch(FLEX_ATTENTION, 'FlexAttention')
+@needs_torch(FLEX_ATTENTION_ON_CPU, 'FlexAttention on a CPU')
 def test_flex_attention_inside_a_compiled_model_does_not_recompile_it_per_size():
     """The model compiled as a whole: FlexAttention runs outside its graph (a graph break), so the
     bucket, a Python int of the size, does not make the model's graph recompile per size."""
