@@ -37,7 +37,6 @@ its fix.
 import argparse
 import contextlib
 import copy
-import ctypes
 import gc
 import glob
 import importlib.util
@@ -108,13 +107,14 @@ def driver_release():
 
 
 def driver_cuda_version():
-    """The CUDA version the driver supports (cuDriverGetVersion: 12040 for 12.4), or None."""
-    try:
-        libcuda = ctypes.CDLL('libcuda.so.1')
-    except OSError:
-        return None
-    version = ctypes.c_int()
-    return version.value if libcuda.cuDriverGetVersion(ctypes.byref(version)) == 0 else None
+    """The CUDA version the driver supports (cuDriverGetVersion: 12040 for 12.4), or None: asked
+    as the install asks it, tools/dev/mmcv_ops_choice.py (read as a file: it runs before
+    mmcoatnet is installed, so it lives outside the package)."""
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'dev', 'mmcv_ops_choice.py')
+    spec = importlib.util.spec_from_file_location('mmcv_ops_choice', path)
+    choice = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(choice)
+    return choice.driver_cuda_version()
 
 
 def find_cuobjdump():
