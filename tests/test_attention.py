@@ -3,10 +3,16 @@ import torch
 
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, RelativePositionMlp
 from mmcoatnet.models.kernels import (
+    DEFAULT_GPU_MAX_BIAS_BYTES,
+    DEFAULT_MAX_BIAS_BYTES,
     KERNELS,
     KernelContext,
+    checked_max_bias_bytes,
     chunked_attention,
     chunked_sdpa_attention,
+    default_max_bias_bytes,
+    flex_head_dim_supported,
+    flex_runs,
     rows_per_chunk,
     select_kernel,
 )
@@ -213,26 +219,32 @@ def test_every_path_runs_under_mixed_precision(path):
 # kernels
 
 def context(**fields) -> KernelContext:
-    """A 9x7 map of one image, 2 heads, autograd off, on a CPU, a budget of 3 map rows."""
+    """A 9x7 map of one image, 2 heads, autograd off, on a CPU, torch 2.13, a budget of 3 map
+    rows."""
     base = dict(device_type='cpu', grad=False, tracing=None, masked=False, batch=1,
-                feat_size=(9, 7), num_heads=2, max_bias_bytes=2 * 7 * 63 * 4 * 3, impl='auto')
+                feat_size=(9, 7), num_heads=2, max_bias_bytes=2 * 7 * 63 * 4 * 3, impl='auto',
+                torch_version='2.13')
     return KernelContext(**{**base, **fields})
 
 
 @pytest.mark.parametrize('fields, kernel', [
     (dict(), 'chunked-sdpa'),                                 # past the budget
     (dict(grad=True), 'chunked'),                             # CPU autograd: its own backward
-    (dict(grad=True, device_type='cuda'), 'chunked-sdpa'),    # GPU autograd: fused SDPA chunks
+    (dict(grad=True, device_type='cuda', impl='sdpa'), 'chunked-sdpa'),  # GPU: fused SDPA chunks
     (dict(feat_size=(3, 7)), 'dense'),                        # fits the budget
     (dict(max_bias_bytes=64 << 20), 'dense'),
     (dict(masked=True), 'dense'),                             # only it takes a mask
+    (dict(masked=True, device_type='cuda'), 'dense'),
     (dict(tracing='jit'), 'traced'),                          # whatever the size
     (dict(tracing='export', masked=True), 'exported'),
+    (dict(tracing='jit', device_type='cuda', grad=True), 'traced'),
     (dict(impl='flex'), 'flex'),                              # CPU inference
     (dict(impl='flex', grad=True), 'chunked'),                # no CPU FlexAttention backward
     (dict(impl='flex', grad=True, feat_size=(3, 7)), 'dense'),
     (dict(impl='flex', grad=True, device_type='cuda'), 'flex'),  # GPUs have it
+    (dict(impl='flex', grad=True, device_type='cuda', torch_version='2.5.1'), 'chunked-sdpa'),
     (dict(impl='flex', masked=True, device_type='cuda'), 'dense'),
+    (dict(impl='sdpa', device_type='cuda'), 'chunked-sdpa'),  # never FlexAttention
     (dict(batch=0), 'chunked-sdpa'),                          # an empty batch counts as one
     (dict(batch=2, max_bias_bytes=2 * 2 * 63 * 63 * 4), 'dense'),  # the budget is per batch
     (dict(batch=3, max_bias_bytes=2 * 2 * 63 * 63 * 4), 'chunked-sdpa'),
@@ -241,11 +253,104 @@ def test_the_kernel_choice(fields, kernel):
     assert select_kernel(context(**fields)) == kernel
 
 
+S3_HEADS = 12  # CoAtNet-0's S3: 384 channels in heads of 32
+S3_800X1344, S3_512X640, S3_224 = (50, 84), (32, 40), (14, 14)
+
+
+def default_context(device_type: str, grad: bool, feat_size, torch_version: str = '2.13',
+                    head_dim: int = 32) -> KernelContext:
+    """A backbone's call with every default (attention_impl='auto', no budget set): CoAtNet-0's
+    S3, batch 2."""
+    return KernelContext(device_type=device_type, grad=grad, tracing=None, masked=False, batch=2,
+                         feat_size=feat_size, num_heads=S3_HEADS, head_dim=head_dim,
+                         torch_version=torch_version)
+
+
+@pytest.mark.parametrize('device_type, grad, feat_size, torch_version, head_dim, kernel', [
+    # a CPU, as before GPUs had their own choice: SDPA within 64 MiB, else chunks
+    ('cpu', False, S3_224, '2.13', 32, 'dense'),
+    ('cpu', True, S3_224, '2.13', 32, 'dense'),
+    ('cpu', False, S3_512X640, '2.13', 32, 'chunked-sdpa'),  # 157 MB of bias and scores
+    ('cpu', True, S3_512X640, '2.13', 32, 'chunked'),
+    ('cpu', False, S3_800X1344, '2.13', 32, 'chunked-sdpa'),
+    ('cpu', True, S3_800X1344, '2.13', 32, 'chunked'),
+    # CUDA: FlexAttention at every size, training included
+    ('cuda', True, S3_224, '2.13', 32, 'flex'),
+    ('cuda', True, S3_800X1344, '2.13', 32, 'flex'),
+    ('cuda', False, S3_800X1344, '2.13', 32, 'flex'),
+    ('cuda', True, S3_800X1344, '2.6.0', 32, 'flex'),
+    # torch 2.5: FlexAttention in inference only; training takes fused SDPA within 256 MiB
+    ('cuda', False, S3_800X1344, '2.5.1', 32, 'flex'),
+    ('cuda', True, S3_224, '2.5.1', 32, 'dense'),
+    ('cuda', True, S3_512X640, '2.5.1', 32, 'dense'),      # a CPU would chunk it
+    ('cuda', True, S3_800X1344, '2.5.1', 32, 'chunked-sdpa'),  # 1.7 GB: chunks of 7 rows
+    # before FlexAttention
+    ('cuda', False, S3_512X640, '2.1.2', 32, 'dense'),
+    ('cuda', False, S3_800X1344, '2.4.1', 32, 'chunked-sdpa'),
+    # heads FlexAttention does not take in every release: SDPA
+    ('cuda', True, S3_224, '2.13', 48, 'dense'),
+    ('cuda', True, S3_800X1344, '2.13', 8, 'chunked-sdpa'),
+    # other devices keep the CPU's budget and SDPA
+    ('mps', False, S3_512X640, '2.13', 32, 'chunked-sdpa'),
+    ('xpu', True, S3_800X1344, '2.13', 32, 'chunked-sdpa'),
+], ids=lambda value: str(value) if not isinstance(value, tuple) else 'x'.join(map(str, value)))
+def test_the_default_kernel_for_each_device_grad_and_size(device_type, grad, feat_size,
+                                                         torch_version, head_dim, kernel):
+    assert select_kernel(default_context(device_type, grad, feat_size, torch_version,
+                                         head_dim)) == kernel
+
+
+def test_each_device_has_its_bias_budget():
+    assert default_max_bias_bytes('cpu') == DEFAULT_MAX_BIAS_BYTES == 64 << 20
+    assert default_max_bias_bytes('cuda') == DEFAULT_GPU_MAX_BIAS_BYTES == 256 << 20
+    assert default_max_bias_bytes('mps') == DEFAULT_MAX_BIAS_BYTES
+    assert default_context('cuda', True, S3_224).bias_budget == DEFAULT_GPU_MAX_BIAS_BYTES
+    assert context(device_type='cuda', max_bias_bytes=1000).bias_budget == 1000  # a set one rules
+    # the GPU budget's chunks at 800x1344, batch 2: 7 map rows of 50, 8 SDPA calls (the CPU's: 1)
+    assert rows_per_chunk(2, S3_HEADS, S3_800X1344, DEFAULT_GPU_MAX_BIAS_BYTES) == 7
+    assert rows_per_chunk(2, S3_HEADS, S3_800X1344, DEFAULT_MAX_BIAS_BYTES) == 1
+
+
+@pytest.mark.parametrize('value, error', [(0, ValueError), (-1, ValueError), (1.5e9, TypeError),
+                                          ('256MB', TypeError), (True, TypeError)])
+def test_a_bias_budget_is_none_or_whole_bytes(value, error):
+    assert checked_max_bias_bytes(None) is None and checked_max_bias_bytes(1 << 30) == 1 << 30
+    with pytest.raises(error, match='attention_max_bias_bytes'):
+        checked_max_bias_bytes(value)
+
+
+def test_the_backbone_validates_its_bias_budget():
+    from mmcoatnet.models import CoAtNet
+    with pytest.raises(ValueError, match='at least 1'):
+        CoAtNet('coatnet-pico', attention_max_bias_bytes=0)
+    with pytest.raises(TypeError, match='whole number of bytes'):
+        CoAtNet('coatnet-pico', attention_max_bias_bytes=2.5e8)
+    budgets = {m.max_bias_bytes for m in CoAtNet('coatnet-pico').modules()
+               if isinstance(m, RelativeAttention)}
+    assert budgets == {None}  # each call takes its device's
+
+
+@pytest.mark.parametrize('head_dim, supported', [(8, False), (16, True), (24, False), (32, True),
+                                                 (48, False), (64, True), (128, True)])
+def test_flex_attention_head_sizes(head_dim, supported):
+    assert flex_head_dim_supported(head_dim) is supported
+
+
+@pytest.mark.parametrize('device_type, grad, torch_version, runs', [
+    ('cpu', False, '2.13', True), ('cpu', True, '2.13', False),  # no CPU backward
+    ('cuda', False, '2.5.0', True), ('cuda', True, '2.5.1', False),  # the table's gradient: 2.6
+    ('cuda', True, '2.6.0', True), ('cuda', False, '2.4.1', False), ('cuda', True, '2.13', True),
+])
+def test_where_flex_attention_runs(device_type, grad, torch_version, runs):
+    assert flex_runs(device_type, grad, torch_version) is runs
+
+
 def test_every_choice_is_a_named_kernel():
     answers = {select_kernel(context(tracing=tracing, masked=masked, impl=impl, grad=grad,
                                      device_type=device, feat_size=size))
                for tracing in (None, 'jit', 'export') for masked in (False, True)
-               for impl in ('auto', 'flex') for grad in (False, True) for device in ('cpu', 'cuda')
+               for impl in ('auto', 'flex', 'sdpa') for grad in (False, True)
+               for device in ('cpu', 'cuda')
                for size in ((3, 7), (9, 7))}
     assert answers == set(KERNELS)
 

@@ -1,7 +1,9 @@
 """The choices a GPU makes, run on the CPU: inside ``kernels_chosen_for('cuda')`` the attention
 chooses its kernels as on a GPU (FlexAttention allowed in training), against the reference
 attention, with gradients and under float16 / bfloat16 autocast. No GPU should be the first to run
-a branch."""
+a branch. FlexAttention's training, CUDA's default, has no CPU backward: the SDPA kernels a GPU
+takes where FlexAttention cannot run (``attention_impl='sdpa'``, torch < 2.6) run here, and
+``make gpu-check``'s kernels section runs FlexAttention's on a card."""
 import copy
 
 import pytest
@@ -11,8 +13,9 @@ from mmcoatnet.models import CoAtNet
 from mmcoatnet.models.attention import RelativeAttention, RelativePositionBias, RelativePositionMlp
 from mmcoatnet.models.kernels import kernels_chosen_for, read_torch_state, select_kernel
 from mmcoatnet.models.reference import ReferenceRelativeAttention
+from mmcoatnet.torch_compat import FLEX_ATTENTION_TRAINING
 
-from helpers import kernels_that_ran
+from helpers import kernels_that_ran, needs_torch
 
 CHUNK_OF_3_ROWS = 2 * 2 * 7 * 63 * 4 * 3  # batch 2, 2 heads, 3 rows of a 9x7 map
 PATHS = ['chunked', 'dense', 'padded windows']
@@ -22,7 +25,7 @@ def gpu_attention(path: str, rel_pos: str = 'table') -> RelativeAttention:
     # no dropout in the MLP: the reference must see the same bias
     provider = (RelativePositionBias(2, (4, 4)) if rel_pos == 'table'
                 else RelativePositionMlp(2, 16, dropout=0.))
-    attn = RelativeAttention(32, 48, 64, 32, provider,
+    attn = RelativeAttention(32, 48, 64, 32, provider, impl='sdpa',
                              max_bias_bytes=CHUNK_OF_3_ROWS if path == 'chunked' else 64 << 20)
     return attn.train()
 
@@ -46,6 +49,17 @@ def test_kernels_are_chosen_for_the_named_device_type():
         assert select_kernel(attn.kernel_context(x, False, state)) == 'flex'
     assert read_torch_state().device_type is None  # the input's device again
     assert kernels_that_ran(lambda: attn(x)) == ['chunked']  # no CPU backward: the chunks
+
+
+@needs_torch(FLEX_ATTENTION_TRAINING, "FlexAttention's training on CUDA")
+def test_the_default_attention_takes_flex_attention_on_cuda_only():
+    """attention_impl='auto' and no budget, as a backbone builds it: FlexAttention on CUDA in
+    training with this torch (>= 2.6), the chunks on the CPU."""
+    attn = RelativeAttention(32, 48, 64, 32, RelativePositionBias(2, (4, 4))).train()
+    x = torch.randn(2, 9, 7, 32)
+    with kernels_chosen_for('cuda'):
+        assert select_kernel(attn.kernel_context(x, False, read_torch_state())) == 'flex'
+    assert select_kernel(attn.kernel_context(x, False, read_torch_state())) == 'dense'
 
 
 @pytest.mark.parametrize('rel_pos', ['table', 'mlp'])
@@ -99,7 +113,7 @@ def test_backbone_with_gpu_choices_equals_reference_backbone():
     float16 autocast with a float16 input, which the backbone's input check lets through."""
     torch.manual_seed(0)
     # one map row a chunk
-    backbone = CoAtNet(arch='coatnet-pico', out_indices=(0, 1, 2, 3),
+    backbone = CoAtNet(arch='coatnet-pico', out_indices=(0, 1, 2, 3), attention_impl='sdpa',
                        attention_max_bias_bytes=1).train()
     reference = copy.deepcopy(backbone)
     for block in [b for b in reference.modules() if isinstance(getattr(b, 'attn', None),

@@ -25,8 +25,10 @@ Simulating a GPU's step on a machine without one: the tensors stay fake *CPU* te
 fake CUDA tensors have no backward without a device (the autograd engine asks the driver for a
 context) and ``torch.autocast('cuda')`` disables itself. What a GPU does differently is applied
 instead: every attention chooses its kernels as on CUDA, SDPA runs as the memory-efficient kernel
-(:func:`cuda_memory_efficient_attention`), and under CPU autocast the ops that CUDA autocast keeps
-in float32 (norms, softmax, losses, reductions) run in float32 (:func:`cuda_autocast_policy`).
+(:func:`cuda_memory_efficient_attention`), FlexAttention, which cannot run on fake tensors, as a
+stand-in that holds what it holds (``attention_simulation.py``), and under CPU autocast the ops
+that CUDA autocast keeps in float32 (norms, softmax, losses, reductions) run in float32
+(:func:`cuda_autocast_policy`).
 """
 import contextlib
 import functools
@@ -43,6 +45,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..models.kernels import kernels_chosen_for
 from ..torch_compat import MEMORY_SIMULATION, require_torch
+from .attention_simulation import flex_attention_as_its_memory
 
 aten = torch.ops.aten
 
@@ -368,6 +371,7 @@ def simulation_patches(target: str = 'cpu') -> Iterator[None]:
             gpu_kernels.enter_context(cuda_autocast_policy())
             gpu_kernels.enter_context(cuda_memory_efficient_attention())
             gpu_kernels.enter_context(kernels_chosen_for('cuda'))
+            gpu_kernels.enter_context(flex_attention_as_its_memory())
         yield
 
 

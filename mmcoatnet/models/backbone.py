@@ -15,7 +15,7 @@ from ..torch_compat import autocast_enabled
 from .archs import ARCH_SETTINGS, ArchSpec, resolve_arch
 from .attention import CachedBiasProvider, RelativePositionBias
 from .blocks import CoAtNetStage, LayerScale, MBConv, Stem, TransformerBlock
-from .kernels import DEFAULT_MAX_BIAS_BYTES
+from .kernels import checked_max_bias_bytes
 from .windows import as_window_size
 
 MIN_INPUT_SIDE = 32  # S4 has stride 32: a smaller side leaves it less than one pixel of input
@@ -61,13 +61,16 @@ class CoAtNet(BaseModule):
             (h, w); default the S3 pre-training feature size, 14x14 for 224, so tables need no
             resizing) and ``global_blocks`` (S3 block indices kept global for propagation across
             windows; default every third counted back from the last). S4 stays global.
-        attention_impl: 'auto' (default): scaled_dot_product_attention, with the bias in row
-            chunks at large sizes. 'flex': global attention through compiled FlexAttention, which
-            reads the bias from the table inside the kernel (no N x N bias); it compiles once per
-            power-of-two token bucket, not per feature size.
+        attention_impl: 'auto' (default): on CUDA, global attention through compiled
+            FlexAttention, which reads the bias from the table inside the kernel (no N x N bias;
+            torch >= 2.5, training >= 2.6), elsewhere (and on CUDA where FlexAttention cannot run)
+            scaled_dot_product_attention, with the bias in row chunks at large sizes. 'flex':
+            FlexAttention wherever it runs (CPU inference too). 'sdpa': never FlexAttention.
+            FlexAttention compiles once per token bucket, not per feature size.
         attention_max_bias_bytes: one attention layer's budget for its float32 bias and scores
-            (batch x heads x N x N for N tokens): past it global attention runs in chunks of
-            query rows, exact, in bounded memory (default 64 MiB).
+            (batch x heads x N x N for N tokens) on the SDPA path: past it global attention runs
+            in chunks of query rows, exact, in bounded memory. None (default): the device's,
+            64 MiB on a CPU, 256 MiB on a CUDA GPU.
         init_cfg: mmengine initialisation config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
     """
 
@@ -83,7 +86,7 @@ class CoAtNet(BaseModule):
                  with_cp: bool = False,
                  window_attention: Optional[dict] = None,
                  attention_impl: str = 'auto',
-                 attention_max_bias_bytes: int = DEFAULT_MAX_BIAS_BYTES,
+                 attention_max_bias_bytes: Optional[int] = None,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
@@ -96,9 +99,7 @@ class CoAtNet(BaseModule):
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f'frozen_stages is -1 (none) or 0-4, got {frozen_stages}')
         self.frozen_stages = frozen_stages
-        if attention_max_bias_bytes < 1:
-            raise ValueError(f'attention_max_bias_bytes is a number of bytes, at least 1, got '
-                             f'{attention_max_bias_bytes}')
+        attention_max_bias_bytes = checked_max_bias_bytes(attention_max_bias_bytes)
         self.norm_eval = norm_eval
         self.pretrain_img_size = tuple(to_2tuple(pretrain_img_size))
 

@@ -14,7 +14,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..torch_compat import is_compiling
 from .archs import ConvOptions, TransformerOptions
 from .attention import build_attention, build_bias_provider
-from .kernels import DEFAULT_MAX_BIAS_BYTES
 from .norm_act import norm_act
 from .rel_pos import Size
 
@@ -173,13 +172,14 @@ class TransformerBlock(nn.Module):
     With stride 2 the normalised input is pooled before attention and the shortcut is a pooled
     projection, as in the paper's downsampling transformer block. With ``window_size`` attention
     runs inside non-overlapping windows (:class:`~.attention.WindowedAttention`); None is global.
-    ``max_bias_bytes``: the attention's bias budget (:class:`~.attention.RelativeAttention`).
+    ``max_bias_bytes``: the attention's bias budget, None for its device's
+    (:class:`~.attention.RelativeAttention`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
                  options: TransformerOptions, pretrain_feat_size: Size, drop_path: float = 0.,
                  window_size: Optional[Size] = None, attention_impl: str = 'auto',
-                 max_bias_bytes: int = DEFAULT_MAX_BIAS_BYTES):
+                 max_bias_bytes: Optional[int] = None):
         super().__init__()
         attn_channels = out_channels if options.attn_width == 'out' else in_channels
 

@@ -10,10 +10,10 @@ from torch.profiler import record_function
 from ...torch_compat import FLEX_ATTENTION, require_torch
 from ..kernels import (
     ATTENTION_IMPLS,
-    DEFAULT_MAX_BIAS_BYTES,
     Kernel,
     KernelContext,
     TorchState,
+    checked_max_bias_bytes,
     chunked_attention,
     chunked_sdpa_attention,
     dense_attention,
@@ -32,22 +32,23 @@ class RelativeAttention(nn.Module):
     before the softmax.
 
     q, k and v come from one linear layer whose output is laid out head-major (head 0's q, k, v,
-    then head 1's, ...). ``max_bias_bytes`` bounds one layer's float32 bias and scores: past it the
-    queries run in chunks of map rows (same result, bounded memory). ``impl='flex'`` runs global
-    attention through FlexAttention (on a CPU only without autograd: no CPU backward there).
+    then head 1's, ...). ``max_bias_bytes`` bounds one layer's float32 bias and scores (None: the
+    device's default): past it the queries run in chunks of map rows (same result, bounded
+    memory). ``impl``: 'auto' takes FlexAttention on CUDA, SDPA elsewhere; 'flex' FlexAttention
+    wherever it runs (on a CPU only without autograd: no CPU backward there); 'sdpa' never.
     Profiles name the kernel that ran each call (``coatnet.attention.<kernel>``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, attn_channels: int, head_dim: int,
                  rel_pos: CachedBiasProvider, qkv_bias: bool = True,
-                 max_bias_bytes: int = DEFAULT_MAX_BIAS_BYTES, impl: str = 'auto'):
+                 max_bias_bytes: Optional[int] = None, impl: str = 'auto'):
         super().__init__()
         if impl not in ATTENTION_IMPLS:
             raise ValueError(f'attention impl {impl!r} is not one of {ATTENTION_IMPLS}')
         if impl == 'flex':
             require_torch(FLEX_ATTENTION, "attention_impl='flex' (FlexAttention)")
         self.impl = impl
-        self.max_bias_bytes = max_bias_bytes
+        self.max_bias_bytes = checked_max_bias_bytes(max_bias_bytes)
         if attn_channels % head_dim:
             raise ValueError(f'attention width {attn_channels} is not a multiple of head_dim '
                              f'{head_dim}')
@@ -62,7 +63,8 @@ class RelativeAttention(nn.Module):
         return KernelContext(device_type=state.device_type or x.device.type, grad=state.grad,
                              tracing=state.tracing, masked=masked, batch=x.shape[0],
                              feat_size=(x.shape[1], x.shape[2]), num_heads=self.num_heads,
-                             max_bias_bytes=self.max_bias_bytes, impl=self.impl)
+                             max_bias_bytes=self.max_bias_bytes, impl=self.impl,
+                             head_dim=self.head_dim, torch_version=state.torch_version)
 
     def run_kernel(self, kernel: Kernel, ctx: KernelContext, state: TorchState, q: torch.Tensor,
                    k: torch.Tensor, v: torch.Tensor,
@@ -81,8 +83,8 @@ class RelativeAttention(nn.Module):
         if kernel == 'flex':
             return flex_relative_attention(q, k, v, table, feat_size)
         if kernel == 'chunked':
-            return chunked_attention(q, k, v, table, feat_size, self.max_bias_bytes)
-        return chunked_sdpa_attention(q, k, v, table, feat_size, self.max_bias_bytes, state.grad)
+            return chunked_attention(q, k, v, table, feat_size, ctx.bias_budget)
+        return chunked_sdpa_attention(q, k, v, table, feat_size, ctx.bias_budget, state.grad)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
                 state: Optional[TorchState] = None) -> torch.Tensor:
