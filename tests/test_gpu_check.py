@@ -240,6 +240,14 @@ def test_the_default_kernel_must_be_the_fastest_that_fits():
     assert row['verdict'] == FAIL and 'attention_impl=flex' in row['fix']
     row = tool.default_kernel_row('chunked-sdpa', {'chunked': 0.01}, context)
     assert row['verdict'] == FAIL and row['fastest'] == 'chunked'
+    # CUDA's default, FlexAttention, slower than SDPA: the option that leaves it
+    row = tool.default_kernel_row('flex', {'flex': 0.02, 'chunked-sdpa': 0.01}, context)
+    assert row['fix'].startswith('--cfg-options model.backbone.attention_impl=sdpa,')
+    row = tool.default_kernel_row('flex', {'flex': 0.02, 'dense': 0.01}, context)
+    assert ('model.backbone.attention_impl=sdpa model.backbone.attention_max_bias_bytes='
+            f'{context.bias_bytes},') in row['fix']
+    row = tool.default_kernel_row('flex', {'chunked-sdpa': 0.01}, context)  # FlexAttention failed
+    assert row['verdict'] == FAIL and 'attention_impl=sdpa until fixed' in row['fix']
 
 
 def report_with(rows, device='cuda'):

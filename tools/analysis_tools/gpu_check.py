@@ -51,6 +51,7 @@ import subprocess
 import sys
 import time
 import traceback
+from typing import Optional
 
 import torch
 
@@ -323,7 +324,7 @@ def ops_section(run) -> list:
 
 # ------------------------------------------------------------------------------------------ parity
 
-def seeded_backbone(max_bias_bytes: int):
+def seeded_backbone(max_bias_bytes: Optional[int]):
     """CoAtNet-0-rw with seeded weights in eval mode; the relative-position tables drawn at std 1,
     the order of trained tables (the initialisation's 0.02 would hide a misplaced bias)."""
     from mmcoatnet.models import CoAtNet
@@ -390,8 +391,7 @@ def precisions(device: torch.device) -> list:
 def parity_section(run) -> list:
     sizes = [(224, 224), (256, 320)] if run.quick else [(224, 224), (800, 1344)]
     budget_bytes = QUICK_PARITY_BIAS_BYTES if run.quick else None
-    from mmcoatnet.models.kernels import DEFAULT_MAX_BIAS_BYTES
-    model = seeded_backbone(budget_bytes or DEFAULT_MAX_BIAS_BYTES)
+    model = seeded_backbone(budget_bytes)  # None: the device's budget, as a recipe runs
     reference = copy.deepcopy(model).double()
     model = model.to(run.device)
     rows = []
@@ -446,11 +446,12 @@ def kernel_runner(kernel: str, feat_size, max_bias_bytes: int):
 
 
 def kernel_unavailable(kernel: str, device: torch.device):
-    from mmcoatnet.torch_compat import FLEX_ATTENTION, TORCH_VERSION
-    if kernel == 'flex' and TORCH_VERSION < FLEX_ATTENTION:
-        return f'FlexAttention needs torch >= {FLEX_ATTENTION}'
+    from mmcoatnet.torch_compat import FLEX_ATTENTION_TRAINING, TORCH_VERSION
     if kernel == 'flex' and device.type == 'cpu':
         return 'FlexAttention has no backward on a CPU'
+    if kernel == 'flex' and TORCH_VERSION < FLEX_ATTENTION_TRAINING:
+        return (f"FlexAttention's gradient to the bias table needs torch >= "
+                f'{FLEX_ATTENTION_TRAINING}')
     return None
 
 
@@ -460,14 +461,15 @@ def synchronize(device: torch.device):
 
 
 def kernels_section(run) -> list:
-    from mmcoatnet.models.kernels import DEFAULT_MAX_BIAS_BYTES, KernelContext, select_kernel
+    from mmcoatnet.models.kernels import KernelContext, select_kernel
     from mmcoatnet.models.reference import index_gathered_bias, reference_relative_attention
     device = run.device
     feat_size = (32, 40) if run.quick else (50, 84)
     repeats = (2 if device.type == 'cpu' else 3) if run.quick else 5
+    # the backbone's defaults: attention_impl='auto', the device's bias budget
     context = KernelContext(device_type=device.type, grad=True, tracing=None, masked=False,
                             batch=1, feat_size=feat_size, num_heads=S3_HEADS,
-                            max_bias_bytes=DEFAULT_MAX_BIAS_BYTES)
+                            head_dim=S3_HEAD_DIM)
     default = select_kernel(context)
     tokens = feat_size[0] * feat_size[1]
     generator = torch.Generator().manual_seed(3)
@@ -493,7 +495,7 @@ def kernels_section(run) -> list:
             torch.cuda.empty_cache()
     del leaves, expected_out
     rows, timed = [], {}
-    fits = {'dense': context.bias_bytes <= context.max_bias_bytes}
+    fits = {'dense': context.bias_bytes <= context.bias_budget}
     for kernel in ('dense', 'chunked', 'chunked-sdpa', 'flex'):
         label = f'{kernel} ({feat_size[0]}x{feat_size[1]}, forward + backward)'
         reason = kernel_unavailable(kernel, device)
@@ -503,7 +505,7 @@ def kernels_section(run) -> list:
         if not run.budget.allows(run.estimate('kernels') / 4, run.reserve):
             rows.append(skipped(label, 'not enough time left', True))
             continue
-        runner = kernel_runner(kernel, feat_size, context.max_bias_bytes)
+        runner = kernel_runner(kernel, feat_size, context.bias_budget)
         inputs = [t.detach().float().to(device).requires_grad_() for t in (q, k, v, table)]
         grad_out = weights.float().to(device)
 
@@ -573,18 +575,31 @@ def default_kernel_row(default: str, timed: dict, context) -> dict:
     if default not in timed:
         return item(name, FAIL, f'{default}, which failed or did not run; fastest that fits: '
                     f'{fastest}', default=default, fastest=fastest,
-                    fix='report the JSON: the default kernel fails here')
+                    fix=('--cfg-options model.backbone.attention_impl=sdpa until fixed; '
+                         if default == 'flex' else '') + 'report the JSON: the default kernel '
+                    'fails here')
     slower = timed[default] / timed[fastest] - 1
     value = (f'{default}: {timed[default] * 1e3:.1f} ms; fastest that fits: {fastest} '
              f'{timed[fastest] * 1e3:.1f} ms')
     if slower <= gc_logic.KERNEL_TIME_TOLERANCE:
         return item(name, PASS, value, default=default, fastest=fastest)
-    fix = {'flex': '--cfg-options model.backbone.attention_impl=flex, and report the JSON',
-           'dense': f'--cfg-options model.backbone.attention_max_bias_bytes='
-                    f'{context.bias_bytes}, and report the JSON'}.get(
-        fastest, 'report the JSON: select_kernel picks a slower kernel on this device')
     return item(name, FAIL, value + f' ({slower:.0%} faster)', default=default, fastest=fastest,
-                fix=fix)
+                fix=faster_kernel_fix(default, fastest, context))
+
+
+def faster_kernel_fix(default: str, fastest: str, context) -> str:
+    """The backbone options that take ``fastest`` in place of ``default``."""
+    options = []
+    if fastest == 'flex':
+        options.append('attention_impl=flex')
+    elif default == 'flex':
+        options.append('attention_impl=sdpa')  # the way off FlexAttention
+    if fastest == 'dense':
+        options.append(f'attention_max_bias_bytes={context.bias_bytes}')
+    if fastest == 'chunked' or not options:  # chunked: the CPU's autograd Function, no option
+        return 'report the JSON: select_kernel picks a slower kernel on this device'
+    return ('--cfg-options ' + ' '.join(f'model.backbone.{option}' for option in options)
+            + ', and report the JSON')
 
 
 # ----------------------------------------------------------------------------------------- recipes

@@ -25,7 +25,8 @@ iterations). Time is the median iteration after the first. Results print and are
 ``--simulate cuda`` estimates a GPU's figures without a GPU and without running the arithmetic:
 two training steps on fake tensors (shapes, no data; ``mmcoatnet/analysis/simulation.py``)
 counted by torch's MemTracker, as a GPU runs them (attention kernels chosen for CUDA, the
-memory-efficient SDPA kernel, CUDA's autocast policy with ``--amp``), once as configured and once
+memory-efficient SDPA kernel, FlexAttention as a stand-in holding what it holds, CUDA's autocast
+policy with ``--amp``; the kernels are recorded in the result), once as configured and once
 with ``model.backbone.with_cp=True`` (``--skip-with-cp``: once). It reports the peak split into
 parameters, gradients, optimizer state and activations, adds the margin for what a real CUDA run
 holds beyond its tensors, and names the cards that hold it, the smallest first
@@ -174,6 +175,7 @@ def simulate_one(args) -> dict:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
 
+    from mmcoatnet.analysis.attention_simulation import attention_kernels_recorded
     from mmcoatnet.analysis.simulation import simulate_training_memory
 
     MMLogger.get_instance('train_memory', log_level='WARNING')
@@ -194,11 +196,13 @@ def simulate_one(args) -> dict:
         return model
 
     start = time.perf_counter()
-    peak = simulate_training_memory(build_model,
-                                    lambda model: build_optim_wrapper(model, cfg.optim_wrapper),
-                                    batch, target=args.simulate,
-                                    amp_dtype=torch.float16 if amp else None)
-    return dict(peak=peak, amp=amp, params=params[0], seconds=time.perf_counter() - start)
+    with attention_kernels_recorded() as kernels:
+        peak = simulate_training_memory(build_model,
+                                        lambda model: build_optim_wrapper(model, cfg.optim_wrapper),
+                                        batch, target=args.simulate,
+                                        amp_dtype=torch.float16 if amp else None)
+    return dict(peak=peak, amp=amp, params=params[0], seconds=time.perf_counter() - start,
+                attention_kernels=dict(sorted(kernels.items())))
 
 
 def simulate(args) -> dict:
@@ -215,7 +219,9 @@ def simulate(args) -> dict:
                   simulate=args.simulate, params=runs['default']['params'],
                   torch=torch.__version__, instances=args.instances,
                   peak_bytes={name: run['peak'] for name, run in runs.items()},
-                  seconds={name: run['seconds'] for name, run in runs.items()})
+                  seconds={name: run['seconds'] for name, run in runs.items()},
+                  # the attention kernels simulated, by calls (recomputations included)
+                  attention_kernels={name: run['attention_kernels'] for name, run in runs.items()})
     return derive(result) if args.simulate == 'cuda' else result
 
 
@@ -261,6 +267,9 @@ def simulation_summary(result: dict) -> str:
             line += f' {gib(result["needed_bytes"][name]):>8}  ' + (f'{card} GB' if card
                                                                    else 'over 80 GB')
         lines.append(line)
+    for name, kernels in result.get('attention_kernels', {}).items():
+        lines.append(f'  {name} attention: ' + ', '.join(f'{kernel} x{calls}'
+                                                         for kernel, calls in kernels.items()))
     if 'margin' in result:
         lines.append(f'  margin: +{result["margin"]["fraction"]:.0%} of the peak + '
                      f'{gib(result["margin"]["fixed_bytes"])} GiB (allocator, CUDA context, '
