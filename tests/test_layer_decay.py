@@ -174,6 +174,8 @@ def test_wrong_settings_and_other_backbones_are_refused():
         optimizer_for(model, decay_rate=0.9, decay_type='block_wise')
     with pytest.raises(ValueError, match=r'decay_rate must be in \(0, 1\]'):
         optimizer_for(model, decay_rate=1.5)
+    with pytest.raises(ValueError, match=r"custom_keys\['backbone'\] takes .* unknown \['lr'\]"):
+        optimizer_for(model, custom_keys={'backbone': dict(lr=0.1)})
     other = Classifier(nn.Conv2d(3, 64, 3))
     with pytest.raises(TypeError, match='backbone is a CoAtNet, got Conv2d'):
         optimizer_for(other, decay_rate=0.9)
@@ -191,6 +193,35 @@ def test_without_a_decay_rate_every_lr_is_the_optimizers_and_the_no_decay_rule_h
     assert got['backbone.stem.norm1.weight'][1] == 0. and got['neck.fpn_convs.0.conv.bias'][1] == 0.
     assert got['backbone.stages.2.blocks.0.attn.qkv.weight'][1] == 0.05
     assert got['roi_head.mask_head.convs.0.conv.weight'][1] == 0.05
+
+
+def test_the_mask2former_protocol_keys_on_top_of_the_no_decay_rule():
+    """mmseg's Mask2Former protocol: the backbone at lr x 0.1 and the query and level embeddings
+    without weight decay (custom_keys), CoAtNet's no-decay rule in place of Swin's names, and
+    layer-wise decay multiplying the backbone's lr_mult when a config adds it."""
+    cfg, model, optim_wrapper = build_recipe('mask2former_coatnet0_ade20k.py')
+    got = settings(model, optim_wrapper)
+    assert len(got) == len(list(model.parameters()))
+    lr, wd = 1e-4, 0.05
+    expected = {
+        'backbone.stem.conv1.weight': (lr * 0.1, wd),
+        'backbone.stem.norm1.weight': (lr * 0.1, 0.),
+        'backbone.stages.2.blocks.0.attn.qkv.weight': (lr * 0.1, wd),
+        'backbone.stages.2.blocks.0.attn.rel_pos.table': (lr * 0.1, 0.),
+        'decode_head.query_embed.weight': (lr, 0.),
+        'decode_head.query_feat.weight': (lr, 0.),
+        'decode_head.transformer_decoder.layers.0.cross_attn.attn.in_proj_weight': (lr, wd),
+        'decode_head.transformer_decoder.layers.0.norms.0.weight': (lr, 0.),
+    }
+    for name, (want_lr, want_wd) in expected.items():
+        assert got[name] == (pytest.approx(want_lr, rel=1e-9), want_wd), name
+    level_embeds = [name for name in got if 'level_embed' in name]
+    assert level_embeds and all(got[name][1] == 0. for name in level_embeds)
+    cfg.optim_wrapper.paramwise_cfg.update(decay_type='stage_wise', decay_rate=0.9)
+    got = settings(model, build_optim_wrapper(model, cfg.optim_wrapper))
+    assert got['backbone.stem.conv1.weight'][0] == pytest.approx(lr * 0.1 * 0.9 ** 5)
+    assert got['backbone.stages.3.blocks.0.mlp.fc1.weight'][0] == pytest.approx(lr * 0.1 * 0.9)
+    assert got['decode_head.query_embed.weight'] == (pytest.approx(lr), 0.)
 
 
 def test_the_backbone_answers_depths_and_no_decay_names():

@@ -10,7 +10,7 @@ import os.path as osp
 import re
 
 import pytest
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 from mmengine.utils import get_installed_path
 
@@ -25,6 +25,9 @@ MASK_RCNN_REF = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 CASCADE_REF = ('mmdet::convnext/'
                'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py')
 UPERNET_REF = 'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'
+DINO_REF = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+MASK2FORMER_ADE_REF = 'mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py'
+MASK2FORMER_COCO_REF = 'mmdet::mask2former/mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco.py'
 ARCHS = {0: 'coatnet-0-rw', 1: 'coatnet-1-rw', 2: 'coatnet-2-rw'}
 WIDTHS = {0: [96, 192, 384, 768], 1: [96, 192, 384, 768], 2: [128, 256, 512, 1024]}
 
@@ -43,11 +46,29 @@ ALLOWED = {
                          'optim_wrapper.type', 'optim_wrapper.constructor',
                          'optim_wrapper.paramwise_cfg', 'optim_wrapper.loss_scale',
                          'auto_scale_lr'),
+    # the protocol's optimizer as it is (the backbone at lr x 0.1 by its custom_keys)
+    'dino': SHARED + ('model.neck.in_channels',),
+    # Swin's no-decay names in custom_keys become the constructor's rule for CoAtNet's parameters
+    'mask2former_ade': SHARED + ('model.decode_head.in_channels', 'optim_wrapper.constructor',
+                                 'optim_wrapper.paramwise_cfg'),
+    'mask2former_coco': SHARED + ('model.panoptic_head.in_channels', 'optim_wrapper.constructor',
+                                  'optim_wrapper.paramwise_cfg'),
 }
 RECIPES = {f'maskrcnn_coatnet{n}_ms-3x_coco.py': ('maskrcnn', MASK_RCNN_REF, n) for n in ARCHS}
 RECIPES.update({f'cascade-maskrcnn_coatnet{n}_ms-3x_coco.py': ('cascade', CASCADE_REF, n)
                 for n in ARCHS})
 RECIPES.update({f'upernet_coatnet{n}_ade20k.py': ('upernet', UPERNET_REF, n) for n in ARCHS})
+RECIPES.update({f'dino-4scale_coatnet{n}_12e_coco.py': ('dino', DINO_REF, n) for n in ARCHS})
+RECIPES.update({f'mask2former_coatnet{n}_ade20k.py': ('mask2former_ade', MASK2FORMER_ADE_REF, n)
+                for n in ARCHS})
+RECIPES.update({f'mask2former_coatnet{n}_lsj-50e_coco.py':
+                ('mask2former_coco', MASK2FORMER_COCO_REF, n) for n in (0, 1)})
+# the query-based heads' protocols: the backbone at lr x 0.1, the head's embeddings without weight
+# decay (Mask2Former)
+MASK2FORMER_CUSTOM_KEYS = {
+    'backbone': dict(lr_mult=0.1, decay_mult=1.0),
+    **{name: dict(lr_mult=1.0, decay_mult=0.0)
+       for name in ('query_embed', 'query_feat', 'level_embed')}}
 
 
 def library_config(name):
@@ -83,7 +104,7 @@ def drift(recipe_cfg, reference_cfg, family):
 
 @pytest.fixture(scope='module')
 def references():
-    return {name: library_config(name) for name in (MASK_RCNN_REF, CASCADE_REF, UPERNET_REF)}
+    return {name: library_config(name) for name in {ref for _, ref, _ in RECIPES.values()}}
 
 
 @pytest.mark.parametrize('recipe', sorted(RECIPES))
@@ -94,9 +115,13 @@ def test_recipe_is_its_protocol_with_a_coatnet_backbone(recipe, references):
     assert drift(cfg, ref, family) == []
     # what the recipe changes, it changes to CoAtNet's
     assert cfg.model.backbone.type == 'CoAtNet' and cfg.model.backbone.arch == ARCHS[n]
-    assert cfg.custom_imports.imports == ['mmcoatnet']
+    assert cfg.custom_imports.imports[0] == 'mmcoatnet'
     optimizer = cfg.optim_wrapper.optimizer
-    assert optimizer.type == 'AdamW' and optimizer.betas == (0.9, 0.999)
+    assert optimizer.type == 'AdamW'
+    if family in QUERY_HEADS:
+        check_query_head_protocol(cfg, ref, family, n)
+        return
+    assert optimizer.betas == (0.9, 0.999)
     if family == 'upernet':
         assert cfg.model.decode_head.in_channels == WIDTHS[n]
         assert cfg.model.auxiliary_head.in_channels == WIDTHS[n][2]
@@ -147,6 +172,46 @@ def test_recipe_is_its_protocol_with_a_coatnet_backbone(recipe, references):
         assert structure(ours) == structure(theirs), head
 
 
+QUERY_HEADS = ('dino', 'mask2former_ade', 'mask2former_coco')
+
+
+def check_query_head_protocol(cfg, ref, family, n):
+    """A DINO or Mask2Former recipe: the protocol's schedule and optimizer, the backbone's
+    widths where the neck or head reads them, and the whole model built from the recipe equal to the
+    library's given those widths and our backbone."""
+    optimizer, paramwise = cfg.optim_wrapper.optimizer, cfg.optim_wrapper.paramwise_cfg
+    model = ConfigDict(ref.model.to_dict())  # a copy; the heads read attributes
+    model.backbone = cfg.model.backbone
+    if family == 'dino':
+        # 4 scales: S2-S4 and the neck's stride-64 level
+        assert cfg.model.backbone.out_indices == (1, 2, 3)
+        assert cfg.model.neck.in_channels == WIDTHS[n][1:] and cfg.model.neck.num_outs == 4
+        assert (optimizer.lr, optimizer.weight_decay) == (1e-4, 1e-4)
+        assert cfg.optim_wrapper.get('constructor') is None  # mmengine's default, as published
+        assert paramwise.custom_keys == {'backbone': dict(lr_mult=0.1)}
+        assert cfg.optim_wrapper.clip_grad.max_norm == 0.1
+        assert cfg.train_cfg.max_epochs == 12 and cfg.param_scheduler[0].milestones == [11]
+        model['neck']['in_channels'] = WIDTHS[n][1:]
+        from mmdet.registry import MODELS
+    else:
+        assert (optimizer.lr, optimizer.weight_decay) == (1e-4, 0.05)
+        assert cfg.optim_wrapper.constructor == 'CoAtNetLayerDecayOptimizerConstructor'
+        assert paramwise == dict(custom_keys=MASK2FORMER_CUSTOM_KEYS)
+        assert cfg.optim_wrapper.clip_grad.max_norm == 0.01
+        head = 'decode_head' if family == 'mask2former_ade' else 'panoptic_head'
+        assert cfg.model[head].in_channels == WIDTHS[n]
+        model[head]['in_channels'] = WIDTHS[n]
+        if family == 'mask2former_ade':
+            assert cfg.train_cfg.max_iters == 160000 and cfg.crop_size == (512, 512)
+            from mmseg.registry import MODELS
+        else:
+            assert cfg.train_cfg.max_iters == 368750 and cfg.image_size == (1024, 1024)
+            from mmdet.registry import MODELS
+    assert cfg.train_dataloader.batch_size == 2
+    init_default_scope(cfg.default_scope)
+    assert structure(MODELS.build(cfg.model)) == structure(MODELS.build(model))
+
+
 def structure(module):
     return [(name, type(m).__name__) for name, m in module.named_modules()], \
         [(name, tuple(p.shape)) for name, p in module.state_dict().items()]
@@ -188,8 +253,9 @@ def shrunk(node, path, factor):
             else:
                 value = tuple(s // factor for s in value)
             options.append(f'{path}.{field}={value!r}'.replace(' ', ''))
-        if 'transforms' in node:  # RandomChoice: lists of transform lists
-            options += shrunk(node['transforms'], f'{path}.transforms', factor)
+        for nested in ('transforms', 'batch_augments'):  # RandomChoice's lists; LSJ's padding
+            if nested in node:
+                options += shrunk(node[nested], f'{path}.{nested}', factor)
     return options
 
 
@@ -347,3 +413,74 @@ def test_upernet_recipe_trains_with_mmsegs_tool_and_tests_single_scale_and_with_
                '--work-dir', str(workdir / 't2'), *options)
     for work_dir in ('t1', 't2'):
         assert 'mIoU' in evaluation(workdir / work_dir)
+
+
+@pytest.mark.slow
+def test_dino_recipe_trains_and_evaluates_on_coco_at_another_root(workdir, real_layout_data):
+    """The 4-scale DINO recipe as shipped, through our tools with --data-root: its losses (the
+    denoising queries' among them), the backbone at lr x 0.1, a box mAP from tools/test.py."""
+    recipe, root = 'dino-4scale_coatnet0_12e_coco.py', str(real_layout_data / 'coco')
+    # half the size: the encoder's 4 levels must hold the 900 tokens the queries are chosen from
+    options = ['--data-root', root, '--cfg-options', *schedule_and_size(recipe, 2)]
+    result = run_recipe(TRAIN, recipe, workdir, '--work-dir', str(workdir / 'w'), *options)
+    assert re.search(r'loaded (\d+)/\1 tensors from checkpoints/coatnet_0_rw_224.sw_in1k.pth',
+                     result.stdout + result.stderr)
+    assert {'loss_cls', 'loss_bbox', 'loss_iou', 'dn_loss_cls', 'enc_loss_cls'} \
+        <= losses(workdir / 'w')[0].keys()
+    groups = safe_torch_load(str(workdir / 'w' / 'epoch_1.pth'))['optimizer']['param_groups']
+    assert sorted({round(g['initial_lr'] / 1e-4, 6) for g in groups}) == [0.1, 1.0]
+    run_recipe(TEST, recipe, workdir, str(workdir / 'w' / 'epoch_1.pth'),
+               '--work-dir', str(workdir / 't'), *options)
+    assert 'coco/bbox_mAP' in evaluation(workdir / 't')
+
+
+@pytest.mark.slow
+def test_mask2former_ade20k_recipe_trains_with_mmsegs_tool_and_tests_with_ours(
+        workdir, real_layout_data):
+    """Mask2Former on the ADE20K layout: mmseg's own tools/train.py through --cfg-options, then our
+    tools/test.py with --data-root; the optimizer's groups are the protocol's."""
+    recipe, root = 'mask2former_coatnet0_ade20k.py', \
+        real_layout_data / 'ade' / 'ADEChallengeData2016'
+    paths = [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')]
+    result = run_recipe(library_tool('mmseg', 'train.py'), recipe, workdir,
+                        '--work-dir', str(workdir / 'w'), '--cfg-options', *paths,
+                        *schedule_and_size(recipe, 4))
+    assert "custom_keys {'backbone'" in result.stdout + result.stderr
+    checkpoint = workdir / 'w' / 'iter_2.pth'
+    groups = safe_torch_load(str(checkpoint))['optimizer']['param_groups']
+    # the backbone at lr x 0.1, the head at lr; weight decay 0.05 or none (norms, biases,
+    # relative-position tables, the query and level embeddings)
+    assert sorted({round(g['initial_lr'] / 1e-4, 6) for g in groups}) == [0.1, 1.0]
+    assert {g['weight_decay'] for g in groups} == {0.05, 0.}
+    assert {'decode.loss_cls', 'decode.loss_mask', 'decode.loss_dice'} \
+        <= losses(workdir / 'w')[0].keys()
+    run_recipe(TEST, recipe, workdir, str(checkpoint), '--work-dir', str(workdir / 't'),
+               '--data-root', str(root), '--cfg-options', *schedule_and_size(recipe, 4))
+    assert 'mIoU' in evaluation(workdir / 't')
+
+
+@pytest.mark.slow
+def test_mask2former_coco_recipe_trains_with_mmdets_own_tool_and_every_path_set(
+        workdir, real_layout_data):
+    """Mask2Former instance segmentation with large-scale jitter, through mmdet's own
+    tools/train.py (every path set by --cfg-options), at 1/8 of its 1024x1024 size."""
+    recipe, root = 'mask2former_coatnet1_lsj-50e_coco.py', str(real_layout_data / 'coco') + '/'
+    paths = [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')]
+    paths += [f'{split}_evaluator.ann_file={root}annotations/instances_val2017.json'
+              for split in ('val', 'test')]
+    result = run_recipe(library_tool('mmdet', 'train.py'), recipe, workdir,
+                        '--work-dir', str(workdir / 'w'), '--cfg-options', *paths,
+                        *schedule_and_size(recipe, 8))
+    assert {'loss_cls', 'loss_mask', 'loss_dice'} <= losses(workdir / 'w')[0].keys()
+    assert 'Evaluating segm' in result.stdout + result.stderr  # the validation after training
+
+
+def test_published_anchors_are_the_installed_metafiles():
+    """published_results.json's DINO and Mask2Former rows are the figures of mmdet's and mmseg's
+    own metafiles, as installed (tools/dev/published_from_metafiles.py reads them)."""
+    result = run_tool('tools/dev/published_from_metafiles.py', '--check', check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.load(open(osp.join(ROOT, 'docs', 'results', 'published_results.json')))['results']
+    anchors = {(r['protocol'], r['backbone']) for r in rows if r['source'].startswith('metafile:')}
+    assert {('dino_12e', 'R-50'), ('mask2former_ade20k', 'Swin-B'),
+            ('mask2former_coco', 'Swin-S')} <= anchors

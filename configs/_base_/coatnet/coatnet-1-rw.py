@@ -11,7 +11,8 @@
 # What a recipe takes for its size, beside a protocol base (../protocols/, which holds common.py):
 # shared by the detection and segmentation recipes, so the widths are written once.
 coatnet_channels = [96, 192, 384, 768]  # S1-S4
-coatnet_s3_channels = 384  # for heads that read one stage
+coatnet_s3_channels = coatnet_channels[2]  # for heads that read one stage
+coatnet_s2_to_s4_channels = coatnet_channels[1:]  # for 4-scale DINO's neck (strides 8-32)
 coatnet_decay_steps = 25  # of layer-wise lr decay, stem to heads: the stem and 24 blocks (2+6+14+2)
 coatnet_pretrained = 'checkpoints/coatnet_1_rw_224.sw_in1k.pth'
 coatnet_backbone = dict(

@@ -21,3 +21,15 @@ custom_hooks = [dict(type='RandomStateHook')]
 # depth (layer-wise lr decay, off at the default decay_rate=1) and for the parameters that take no
 # weight decay (relative-position tables and MLPs; biases, norms and LayerScale by shape).
 coatnet_optim_constructor = 'CoAtNetLayerDecayOptimizerConstructor'
+# The backbone of the 4-scale DINO recipes: S2-S4 (strides 8, 16, 32), as R-50's C3-C5 in the
+# protocol; the neck adds the fourth, stride-64 level.
+coatnet_s2_to_s4_backbone_defaults = dict(coatnet_backbone_defaults, out_indices=(1, 2, 3))
+# The Mask2Former protocols' custom_keys without Swin's names (its norms, relative-position tables
+# and absolute_pos_embed, which the constructor takes from the CoAtNet model instead): the backbone
+# at lr x 0.1, and no weight decay on the head's query and level embeddings.
+coatnet_mask2former_custom_keys = {
+    'backbone': dict(lr_mult=0.1, decay_mult=1.0),
+    'query_embed': dict(lr_mult=1.0, decay_mult=0.0),
+    'query_feat': dict(lr_mult=1.0, decay_mult=0.0),
+    'level_embed': dict(lr_mult=1.0, decay_mult=0.0),
+}

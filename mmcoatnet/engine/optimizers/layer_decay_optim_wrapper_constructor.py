@@ -15,7 +15,8 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-PARAMWISE_KEYS = ('decay_rate', 'decay_type')
+PARAMWISE_KEYS = ('decay_rate', 'decay_type', 'custom_keys')
+CUSTOM_KEY_FIELDS = ('lr_mult', 'decay_mult')  # what the query-based protocols' custom_keys set
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -30,6 +31,10 @@ class CoAtNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             in order, depths 1..B (B blocks in all). 'stage_wise': the stem has depth 0 and the
             blocks of stage Si depth i. Everything outside the backbone (neck, heads) has the top
             depth, B + 1 or 5, so its learning rate is the optimizer's.
+        custom_keys: ``{name part: dict(lr_mult=..., decay_mult=...)}`` as mmengine's default
+            constructor reads it (the longest key found in a parameter's name applies), on top of
+            the decay: e.g. DETR-style protocols' ``'backbone': dict(lr_mult=0.1)`` and
+            ``'query_embed': dict(decay_mult=0.)``.
 
     One-dimensional parameters (biases, norms, LayerScale) and the backbone's ``no_weight_decay()``
     (relative-position tables and MLPs) get no weight decay, everything else the optimizer's.
@@ -47,9 +52,21 @@ class CoAtNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         if not 0 < self.decay_rate <= 1:
             raise ValueError(f'decay_rate must be in (0, 1], got {self.decay_rate}')
         self.decay_type = paramwise_cfg.get('decay_type', 'layer_wise')
+        self.custom_keys = dict(paramwise_cfg.get('custom_keys', {}))
+        for key, multipliers in self.custom_keys.items():
+            unknown = sorted(set(multipliers) - set(CUSTOM_KEY_FIELDS))
+            if unknown:
+                raise ValueError(f'custom_keys[{key!r}] takes {CUSTOM_KEY_FIELDS}, got unknown '
+                                 f'{unknown}')
+        # mmengine's order: longer keys first, then alphabetical; the first found applies
+        self.custom_key_order = sorted(sorted(self.custom_keys), key=len, reverse=True)
         # both keys, always: the default constructor skips add_params for an empty paramwise_cfg
         super().__init__(optim_wrapper_cfg,
                          dict(decay_rate=self.decay_rate, decay_type=self.decay_type))
+
+    def custom_key_of(self, name: str) -> Optional[str]:
+        """The custom key that applies to the parameter ``name``, or None."""
+        return next((key for key in self.custom_key_order if key in name), None)
 
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '',
                    is_dcn_module=None) -> None:
@@ -61,23 +78,29 @@ class CoAtNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                             f'is a CoAtNet, got {type(backbone).__name__} in '
                             f'{type(module).__name__}')
         no_decay = {f'backbone.{name}' for name in backbone.no_weight_decay()}
-        groups: Dict[Tuple[int, bool], dict] = {}
+        groups: Dict[Tuple[int, bool, str], dict] = {}
         top = 0
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
             depth, num_depths = backbone.get_layer_depth(name, 'backbone.', self.decay_type)
             top = num_depths - 1
-            decays = param.ndim > 1 and name not in no_decay
-            group = groups.get((depth, decays))
+            key = self.custom_key_of(name)
+            multipliers = self.custom_keys.get(key, {})
+            decay_mult = multipliers.get('decay_mult', 1.)
+            decays = param.ndim > 1 and name not in no_decay and decay_mult != 0
+            group = groups.get((depth, decays, key or ''))
             if group is None:
-                scale = self.decay_rate ** (top - depth)
-                group = groups[(depth, decays)] = dict(
+                scale = self.decay_rate ** (top - depth) * multipliers.get('lr_mult', 1.)
+                weight_decay = 0.
+                if decays:
+                    weight_decay = None if self.base_wd is None else self.base_wd * decay_mult
+                group = groups[(depth, decays, key or '')] = dict(
                     params=[], names=[], lr=self.base_lr * scale, lr_scale=scale,
-                    weight_decay=self.base_wd if decays else 0.)
+                    weight_decay=weight_decay)
             group['params'].append(param)
             group['names'].append(name)
-        ordered = [groups[key] for key in sorted(groups, key=lambda k: (k[0], not k[1]))]
+        ordered = [groups[key] for key in sorted(groups, key=lambda k: (k[0], not k[1], k[2]))]
         MMLogger.get_current_instance().info(self.table(ordered, top))
         for group in ordered:
             del group['names']
@@ -100,7 +123,9 @@ class CoAtNetLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         return (f'CoAtNetLayerDecayOptimizerConstructor: {self.decay_type}, decay_rate '
                 f'{self.decay_rate:.4g}, depths 0 (stem) to {top} (outside the backbone), '
                 f'lr {self.base_lr:g} x scale; no weight decay on biases, norms, LayerScale and '
-                'relative-position parameters\n' + '\n'.join(lines))
+                'relative-position parameters'
+                + (f'; custom_keys {self.custom_keys}' if self.custom_keys else '')
+                + '\n' + '\n'.join(lines))
 
 
 def name_pattern(names: List[str]) -> str:
