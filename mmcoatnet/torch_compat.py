@@ -38,9 +38,7 @@ FLEX_ATTENTION = '2.5'     # torch.nn.attention.flex_attention
 # FlexAttention compiled for a CPU: inductor's C++ build of it fails on 2.8 (make test-newest) and
 # works on 2.13, the releases tried; GPUs compile it with Triton from 2.5
 FLEX_ATTENTION_ON_CPU = '2.13'
-# FlexAttention's gradient to a tensor its score_mod reads (the learned bias table): pytorch/pytorch
-# PR 137452, merged in October 2024 after 2.5's branch cut; 2.5 refuses such a captured buffer
-FLEX_ATTENTION_TRAINING = '2.6'
+FLEX_ATTENTION_TRAINING = '2.6'  # the bias table's gradient: pytorch PR 137452, merged after 2.5
 MEMORY_SIMULATION = '2.5'  # torch.library.custom_op / register_fake, MemTracker
 COMPILED_TRAINING = '2.13'  # torch.compile of the models: fails on 2.1; tested on 2.13
 DYNAMO_ONNX_EXPORT = '2.9'  # torch.onnx's dynamo exporter, torch's default from 2.9; tested on 2.13
