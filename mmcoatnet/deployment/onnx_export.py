@@ -149,10 +149,14 @@ def build_export_model(cfg, what: str, checkpoint: Optional[str] = None) -> nn.M
     return revert_sync_batchnorm(model).eval()
 
 
-def output_names(model: nn.Module) -> List[str]:
+def output_names(model: nn.Module, shape: Sequence[int]) -> List[str]:
+    """One name per output: 'logits', or 'feat<i>' for each map the neck gives at ``shape``
+    (counted by running it: FPN says num_outs, DINO's ChannelMapper does not)."""
     if isinstance(model, SegmentorLogits):
         return ['logits']
-    return [f'feat{i}' for i in range(model.detector.neck.num_outs)]
+    with torch.no_grad():
+        maps = model(torch.zeros(1, 3, *shape))
+    return [f'feat{i}' for i in range(len(maps))]
 
 
 def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
@@ -168,7 +172,7 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (224, 224),
     if min(shape) < MIN_INPUT_SIDE:
         raise ValueError(f'--shape {shape[0]} {shape[1]} is below the {MIN_INPUT_SIDE}x'
                          f'{MIN_INPUT_SIDE} the backbone takes; trace at a larger size')
-    names = output_names(model)
+    names = output_names(model, shape)
     image = torch.randn(batch, 3, *shape)
     traceable = make_adaptive_pools_traceable(copy.deepcopy(model))
     with warnings.catch_warnings(), torch.no_grad():

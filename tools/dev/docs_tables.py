@@ -170,26 +170,74 @@ def recipes():
         + runs_note(recipe_list()) + figures_line_with_simulations('flops.json')]
 
 
-def compared(protocol):
-    """The recipes of one protocol beside the published results of the same size class."""
-    published = [r for r in load('published_results.json')['results']
-                 if r['protocol'] == protocol]
+# how each protocol's results are given: the table's metric header and a result's cell
+RESULT_CELLS = {
+    'maskrcnn_3x': ('box / mask AP', lambda r: f"{r['box_ap']} / {r['mask_ap']}"),
+    'cascade_3x': ('box / mask AP', lambda r: f"{r['box_ap']} / {r['mask_ap']}"),
+    'upernet_160k': ('mIoU single-scale / multi-scale + flip',
+                     lambda r: f"{r['miou']} / {r['miou_ms']}"),
+    'dino_12e': ('box AP', lambda r: f"{r['box_ap']}"),
+    'mask2former_ade20k': ('mIoU single-scale', lambda r: f"{r['miou']}"),
+    'mask2former_coco': ('box / mask AP', lambda r: f"{r['box_ap']} / {r['mask_ap']}"),
+}
+ADE20K_PROTOCOLS = ('upernet_160k', 'mask2former_ade20k')
+
+
+def counted_shape(protocol: str) -> list:
+    """The input a protocol's models are counted at, as the papers count: 2048x512 for ADE20K,
+    1280x800 for COCO (flops.json's shapes are (h, w))."""
+    return [512, 2048] if protocol in ADE20K_PROTOCOLS else [800, 1280]
+
+
+def library_config_of(result: dict):
+    """The library config a metafile's result was trained with ('mmdet::dino/<model>.py'), or
+    None for the READMEs' results."""
+    if not result['source'].startswith('metafile:'):
+        return None
+    _, library, metafile, model = result['source'].split(':')
+    return f"{library}::{osp.dirname(metafile)[len('configs/'):]}/{model}.py"
+
+
+def size_cells(result: dict, entries: list, shape: list) -> tuple:
+    """A published result's params and GMACs: as published, else as get_flops.py counted its
+    library config here (marked 'counted'), else '-'."""
+    if result['params_m'] is not None:
+        return f"{result['params_m']}M", result['gflops']
+    config = library_config_of(result)
+    count = next((e for e in entries if e['config'] == config and e['shape'] == shape
+                  and not e.get('cfg_options')), None)
+    if count is None:
+        return '-', '-'
+    return f"{count['params_m']:.0f}M (counted)", f"{count['gmacs']:.0f} (counted)"
+
+
+def compared(protocol, *other_schedules):
+    """The recipes of one protocol beside the published results of the same size class, then the
+    classes no recipe has (the protocol's larger models), then the results of ``other_schedules``
+    (protocols of the same model trained longer, which its ``differs`` says)."""
+    results = load('published_results.json')['results']
+    published = [r for r in results if r['protocol'] == protocol]
     entries = load('flops.json')
-    seg = protocol.startswith('upernet')
-    shape = [512, 2048] if seg else [800, 1280]
-    rows = []
+    shape = counted_shape(protocol)
+    metric, cell = RESULT_CELLS[protocol]
+
+    def published_row(r):
+        differs = f", {r['differs']}" if r.get('differs') else ''
+        return (r['class'], f"{r['backbone']} (published{differs})", cell(r),
+                *size_cells(r, entries, shape))
+
+    rows, classes = [], []
     for recipe in protocol_recipes(protocol):
         n = size_of(recipe)
         size_class = SIZE_CLASS[n]
+        classes.append(size_class)
         count = flops_entry(entries, f'configs/{recipe}.py', shape)
         rows.append((size_class, f'CoAtNet-{n} (`{recipe}`)', 'not trained yet',
                      f"{count['params_m']:.0f}M", f"{count['gmacs']:.0f}"))
-        for r in (r for r in published if r['class'] == size_class):
-            result = (f"{r['miou']} / {r['miou_ms']}" if seg else
-                      f"{r['box_ap']} / {r['mask_ap']}")
-            rows.append((size_class, f"{r['backbone']} (published)", result, f"{r['params_m']}M",
-                         r['gflops']))
-    metric = ('mIoU single-scale / multi-scale + flip' if seg else 'box / mask AP')
+        rows += [published_row(r) for r in published if r['class'] == size_class]
+    rows += [published_row(r) for r in published if r['class'] not in classes]
+    for other in other_schedules:
+        rows += [published_row(r) for r in results if r['protocol'] == other]
     return table(['class', 'backbone', metric, 'params', 'GMACs'], rows,
                  ['---', '---', '---', '---:', '---:']) + [
         '', figures_line('published_results.json', 'flops.json')]
@@ -232,7 +280,7 @@ def onnx(*names):
                 peaks = (f"{gib(memory['torch']['peak_growth_bytes'])} / "
                          f"{gib(memory['onnxruntime']['peak_growth_bytes'])}" if memory else '-')
                 rows.append((f"`{config}` ({entry['what']})", exporter, size, r['shape'][0],
-                             f"{max(r['max_abs_diff']):.1e}", times, entry.get('repeat', '-'),
+                             f"{max(r['max_abs_diff']):.1e}", times, entry.get('repeat') or '-',
                              peaks))
     return table(['model (config)', 'exporter', 'size', 'batch', 'max abs difference',
                   'time (s): PyTorch / onnxruntime', 'best of', 'peak growth (GiB): PyTorch / '
