@@ -61,6 +61,18 @@ def test_training_images_come_from_the_schedule_and_the_known_training_sets():
     assert training_images(unknown) is None
 
 
+def test_the_query_head_recipes_schedules_are_their_protocols_epochs_or_iterations():
+    def images(config):
+        return training_images(Config.fromfile(osp.join(ROOT, 'configs', config)))
+
+    # DINO: 12 epochs of COCO train2017; Mask2Former: iterations of 8 GPUs x 2 images, COCO too
+    assert images('dino-4scale_coatnet0_12e_coco.py') == (
+        12 * 118287, '12 epochs x 118287 images (instances_train2017.json)')
+    assert images('mask2former_coatnet0_lsj-50e_coco.py') == (
+        368750 * 16, '368750 iterations x 8 GPUs x 2 images')
+    assert images('mask2former_coatnet0_ade20k.py')[0] == 160000 * 16
+
+
 @pytest.mark.parametrize('path', CUDA_SIMULATIONS, ids=osp.basename)
 def test_every_simulation_file_holds_the_card_figures_card_fit_derives_from_its_peaks(path):
     with open(path) as f:
@@ -76,8 +88,8 @@ def test_every_gpu_hours_estimate_in_flops_json_is_what_gpu_hours_derives_from_i
     with open(osp.join(RESULTS, 'flops.json')) as f:
         entries = json.load(f)
     estimated = [e for e in entries if 'gpu_hours_estimate' in e]
-    # every recipe at its training input, and the three calibration models
-    assert len(estimated) >= 9 + 3
+    # every recipe at its training input, and the six calibration models
+    assert len(estimated) >= 17 + 6
     for entry in estimated:
         recorded = entry['gpu_hours_estimate']
         derived = gpu_hours(entry['macs'], recorded['training_images'], recorded['schedule'],

@@ -1,5 +1,6 @@
 """tools/analysis_tools/get_flops.py on the toy configs: the attention products are all counted, and
 the backbone's share is what the backbone alone counts."""
+import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -13,6 +14,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import mmcoatnet  # noqa: F401  (registers CoAtNet)
+from mmcoatnet.torch_compat import MEMORY_SIMULATION
+
+from helpers import needs_torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_DET = osp.join('configs', 'toy', 'maskrcnn_coatnet-pico_toy.py')
@@ -86,3 +90,55 @@ def test_segmentation_count_has_the_decode_head_and_not_the_auxiliary_head(tmp_p
         backbone_alone(TOY_SEG, (96, 128))
     assert report['attention']['products_macs'] == attention_products((96, 128))
     assert list(report['parts_gmacs']) == ['backbone', 'decode_head']
+
+
+def load_get_flops():
+    spec = importlib.util.spec_from_file_location(
+        'get_flops_tool', osp.join(ROOT, 'tools', 'analysis_tools', 'get_flops.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_torch(MEMORY_SIMULATION, "mmcv's deformable attention as one op")
+def test_the_deformable_attention_counts_its_sampling_by_hand_and_computes_as_mmcv_does():
+    from mmcv.ops import MultiScaleDeformableAttention
+    get_flops = load_get_flops()
+    torch.manual_seed(0)
+    attention = MultiScaleDeformableAttention(embed_dims=32, num_heads=4, num_levels=2,
+                                              num_points=3, batch_first=True).eval()
+    spatial_shapes = torch.tensor([[6, 8], [3, 4]])
+    level_start_index = torch.tensor([0, 48])
+    query, value = torch.randn(2, 5, 32), torch.randn(2, 6 * 8 + 3 * 4, 32)
+    reference_points = torch.rand(2, 5, 2, 2)
+
+    def run(module, query, value):
+        return module(query, value=value, reference_points=reference_points,
+                      spatial_shapes=spatial_shapes, level_start_index=level_start_index)
+
+    counts, missed = get_flops.count_flops(attention, run, query, value)
+    assert not missed
+    by_op = {str(op): flops for op, flops in counts[''].items()}
+    # by hand: 2 images x 5 queries x 4 heads x 2 levels x 3 points, each bilinear sampling of
+    # 32 / 4 = 8 channels (4 MACs a channel) and its weighted sum (1 MAC a channel)
+    assert by_op[get_flops.DEFORMABLE_ATTENTION_OP] == 2 * (2 * 5 * 4 * 2 * 3 * 8 * (4 + 1))
+    # the four projections are matrix products, counted as such
+    projections = 2 * 5 * 32 * (4 * 2 * 3 * 2 + 4 * 2 * 3) + 2 * 60 * 32 * 32 + 2 * 5 * 32 * 32
+    assert by_op['aten.addmm'] == 2 * projections
+    # as one op it computes what mmcv's fallback computes
+    from mmcoatnet.analysis.deformable_attention import deformable_attention_as_one_op
+    with torch.no_grad(), deformable_attention_as_one_op():
+        through_the_op = run(attention, query, value)
+    with torch.no_grad():
+        assert torch.equal(through_the_op, run(attention, query, value))
+
+
+def test_the_gpu_hours_count_a_training_image_at_its_training_input():
+    get_flops = load_get_flops()
+
+    def shape(config):
+        return get_flops.training_shape(Config.fromfile(osp.join(ROOT, 'configs', config)))
+
+    assert shape('mask2former_coatnet0_lsj-50e_coco.py') == (1024, 1024)  # every batch padded to
+    assert shape('dino-4scale_coatnet0_12e_coco.py') == (800, 1280)  # the multi-scale bound
+    assert shape('mask2former_coatnet0_ade20k.py') == (512, 512)  # the crop

@@ -12,27 +12,36 @@ shapes only). It sees every aten op, so the attention products q·kᵀ and atten
 whether they run as matmuls (Swin) or inside scaled_dot_product_attention (CoAtNet); mmcv's counter,
 which the published figures come from, misses both. It counts matrix products and convolutions,
 1 MAC per multiply-add; norms, activations, softmax, pooling, resizing and RoIAlign are not counted
-(mmcv's counter adds most of them at one per element).
+(mmcv's counter adds most of them at one per element). mmcv's multi-scale deformable attention
+(DINO, Mask2Former), whose CPU fallback the counter cannot see into, runs as one op
+(``mmcoatnet/analysis/deformable_attention.py``) counted by a formula: per query, head, level and
+point, bilinear sampling (4 MACs per channel of the head) and the attention-weighted sum (1 MAC per
+channel); its linear projections are counted as matrix products.
 
 The forward is the one the published figures come from (mmdet 2.x's ``forward_dummy``, mmseg's
 ``_forward``):
   detection     backbone, neck, RPN head, then the RoI head on --proposals fixed boxes (1000), every
                 bbox stage on all of them and every mask stage on the first 100
-  segmentation  backbone and decode head; the auxiliary head runs in training only
+  segmentation  backbone and decode head (with the data samples where it reads them: Mask2Former);
+                the auxiliary head runs in training only
 Other detectors (no RPN + RoI head) run their own ``_forward``.
 
 Attention is every outermost module whose class name contains 'Attention' or 'MSA' (CoAtNet's
-RelativeAttention, Swin's ShiftWindowMSA): its qkv and output projections and its products; the
-products alone are the batched matmuls and attention kernels inside it.
+RelativeAttention, Swin's ShiftWindowMSA, mmcv's MultiheadAttention and
+MultiScaleDeformableAttention): its projections and its products; the products alone are the
+batched matmuls, attention kernels and deformable sampling inside it.
 
 A count at the input a training image is counted at (800x1280 for detection, an upper bound of the
-multi-scale training sizes; the training crop for segmentation) also gets the GPU-hours of the
+multi-scale training sizes, or the fixed size a batch is padded to, 1024x1024 for large-scale
+jitter; the training crop for segmentation) also gets the GPU-hours of the
 config's schedule, an estimate at an assumed throughput (``gpu_hours_estimate``:
 ``mmcoatnet/analysis/estimates.py``). ``--derive-only FILE`` adds or renews that estimate for every
 entry of an existing results file, from its recorded MACs and the config's schedule, counting
 nothing.
 """
 import argparse
+import contextlib
+import inspect
 import json
 import os.path as osp
 import re
@@ -49,14 +58,22 @@ except ImportError:  # torch < 2.2: a tool may stop at import with what it needs
     sys.exit(f'error: get_flops needs torch.utils.flop_counter.flop_registry (torch >= 2.2); '
              f'this is torch {torch.__version__}')
 
+from mmcoatnet.analysis.deformable_attention import OP_NAME
 from mmcoatnet.analysis.estimates import gpu_hours, training_images
-from mmcoatnet.analysis.flops import FLOPS_PER_MAC, attention_products_macs
+from mmcoatnet.analysis.flops import (
+    FLOPS_PER_MAC,
+    attention_products_macs,
+    deformable_attention_macs,
+)
 from mmcoatnet.analysis.synthetic import synthetic_batch
 from mmcoatnet.utils.cli import ToolError, add_cfg_options_argument, exit_status, load_config
 from mmcoatnet.utils.results import append_json, write_json
 from mmcoatnet.utils.sizes import add_shape_argument
 
 aten = torch.ops.aten
+# mmcv's deformable attention as one op (mmcoatnet/analysis/deformable_attention.py), a product too,
+# as the counter names its op
+DEFORMABLE_ATTENTION_OP = OP_NAME.replace('::', '.')
 DEFAULT_SHAPES = dict(mmdet=(800, 1280), mmseg=(512, 2048))
 MASK_ROIS = 100  # mmdet 2.x's forward_dummy runs the mask head on the first 100 RoIs
 ATTENTION_CLASS = re.compile(r'Attention|MSA')
@@ -73,6 +90,32 @@ def sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwa
 EXTRA_FORMULAS = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flops}
 PRODUCT_OPS = {aten.bmm, aten.baddbmm, *EXTRA_FORMULAS,
                *[op for op in flop_registry if 'attention' in str(op)]}
+
+
+def deformable_attention_flops(value_shape, spatial_shapes_shape, level_start_index_shape,
+                               sampling_locations_shape, *args, out_shape=None, **kwargs) -> int:
+    """FlopCounterMode's formula for mmcv's deformable attention op, in FLOPs (2 per MAC)."""
+    return FLOPS_PER_MAC * deformable_attention_macs(value_shape, sampling_locations_shape)
+
+
+def has_deformable_attention(model: nn.Module) -> bool:
+    return any(type(module).__name__ == 'MultiScaleDeformableAttention'
+               for module in model.modules())
+
+
+def deformable_attention_counted(model: nn.Module, stack: contextlib.ExitStack) -> Dict:
+    """Where the model has mmcv's MultiScaleDeformableAttention, enters the context in which it runs
+    as one op (``deformable_attention.py``; registered only then, it needs torch >= 2.5) and
+    returns that op's formula; else nothing."""
+    if not has_deformable_attention(model):
+        return {}
+    from mmcoatnet.analysis.deformable_attention import (
+        deformable_attention_as_one_op,
+        deformable_attention_ops,
+    )
+    stack.enter_context(deformable_attention_as_one_op())
+    op = deformable_attention_ops()['forward']
+    return {op._opoverload._overloadpacket: deformable_attention_flops}
 
 
 class UncountedOps(TorchDispatchMode):
@@ -196,12 +239,14 @@ def outermost_attention(model: nn.Module) -> List[Tuple[str, str]]:
 def count_flops(model: nn.Module, run: Callable, *inputs) -> Tuple[Dict[str, Dict], set]:
     """Per-module FLOP counts (by op; FLOPS_PER_MAC a multiply-add) of ``run(model, *inputs)``,
     keyed by module path in the model ('' for the whole model), and the product-like ops no formula
-    covered."""
+    covered. mmcv's deformable attention runs as one op, counted by its formula."""
     probe = Probe(model, run)
-    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
-    uncounted = UncountedOps(counter.flop_registry)
-    with torch.no_grad(), counter, uncounted:
-        probe(*inputs)
+    with contextlib.ExitStack() as stack:
+        formulas = {**EXTRA_FORMULAS, **deformable_attention_counted(model, stack)}
+        counter = FlopCounterMode(display=False, custom_mapping=formulas)
+        uncounted = UncountedOps(counter.flop_registry)
+        with torch.no_grad(), counter, uncounted:
+            probe(*inputs)
     # the probe is the root ('Probe'); the model's own submodules sit under 'Probe.model.'
     root, prefix = type(probe).__name__, f'{type(probe).__name__}.model.'
     counts = {}
@@ -244,6 +289,10 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int
                    f'stage on all, every mask stage on the first {MASK_ROIS})')
     elif scope == 'mmdet':
         run, forward = (lambda m, x, s: m._forward(x, s)), "the detector's _forward"
+    elif 'batch_data_samples' in inspect.signature(model.decode_head.forward).parameters:
+        # mmseg's _forward gives the head no data samples, which Mask2Former's head reads
+        run = lambda m, x, s: m.decode_head.forward(m.extract_feat(x), s)  # noqa: E731
+        forward = 'backbone, neck if any, decode head'
     else:
         run, forward = (lambda m, x, s: m._forward(x)), 'backbone, neck if any, decode head'
     counts, missed = count_flops(model, run, inputs, data_samples)
@@ -255,7 +304,8 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int
     attention = outermost_attention(model)
     attention_macs = sum(total(counts.get(name)) for name, _ in attention) // FLOPS_PER_MAC
     product_macs = sum(flops for name, _ in attention for op, flops in
-                       (counts.get(name) or {}).items() if op in PRODUCT_OPS) // FLOPS_PER_MAC
+                       (counts.get(name) or {}).items()
+                       if op in PRODUCT_OPS or str(op) == DEFORMABLE_ATTENTION_OP) // FLOPS_PER_MAC
     parts = {name: subtree_total(counts, model, name) // FLOPS_PER_MAC
              for name, _ in model.named_children()}
     parts = {name: value for name, value in parts.items() if value}
@@ -277,10 +327,15 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None, proposals: int
 
 
 def training_shape(cfg) -> Tuple[int, int]:
-    """The input a training image is counted at for the GPU-hours: the papers' 800x1280 for
-    detection, an upper bound of the multi-scale training sizes; the crop for segmentation."""
+    """The input a training image is counted at for the GPU-hours: the crop for segmentation; for
+    detection the fixed size every training batch is padded to (large-scale jitter's
+    BatchFixedSizePad, 1024x1024 for Mask2Former), else the papers' 800x1280, an upper bound of the
+    multi-scale training sizes."""
     if cfg.default_scope == 'mmseg' and cfg.get('crop_size'):
         return tuple(cfg.crop_size)
+    for augment in cfg.model.get('data_preprocessor', {}).get('batch_augments') or []:
+        if augment.get('type') == 'BatchFixedSizePad':
+            return tuple(augment['size'])
     return DEFAULT_SHAPES[cfg.default_scope]
 
 
