@@ -6,7 +6,12 @@ What a real step has and fake tensors lack is supplied here:
 - mmcv's compiled ops (RoIAlign, NMS) are plain pybind functions that read data pointers. They are
   routed through ``torch.library`` custom ops whose real kernels call mmcv and whose fake kernels
   return the right shapes (RoIAlign writes into outputs mmcv allocates itself; NMS keeps every box,
-  the upper bound, which mmdet then cuts to its ``max_per_img``).
+  the upper bound, which mmdet then cuts to its ``max_per_img``). For a GPU's step, mmcv's
+  multi-scale deformable attention runs as a ``torch.library`` op that holds what its CUDA kernel
+  holds, not as the CPU fallback's ``grid_sample`` (``deformable_attention.py``).
+- DINO and Mask2Former: feature sizes as tensors keep their values, Hungarian matching matches by
+  shape, mmseg's Mask2Former finds at most its classes in a label map
+  (``query_heads_simulation.py``).
 - Ops whose output size depends on values (``nonzero``, boolean indexing, ``unique``,
   ``masked_select``) get their upper bound: every element selected. Samplers and ``max_per_img``
   bound what the heads see, so the RoI heads run on as many RoIs as a real step at most.
@@ -46,6 +51,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..models.kernels import kernels_chosen_for
 from ..torch_compat import MEMORY_SIMULATION, require_torch
 from .attention_simulation import flex_attention_as_its_memory
+from .deformable_attention import deformable_attention_as_one_op
+from .query_heads_simulation import query_heads_on_fake_tensors
 
 aten = torch.ops.aten
 
@@ -202,7 +209,8 @@ def mmdet_cascade_refinement_per_image():
 
 class UpperBoundDataDependentOps(TorchDispatchMode):
     """Gives ops whose output size depends on values their upper bound (every element selected),
-    and ``.item()`` a stand-in value (1, or True for a bool). Entered inside a FakeTensorMode.
+    and ``.item()`` a stand-in value (1, or True for a bool), except where FakeTensorMode keeps the
+    values (its constants), from which it computes them. Entered inside a FakeTensorMode.
     ``unique_at_most``: a tighter bound on ``unique``'s size, where the caller knows one."""
 
     unique_at_most: Optional[int] = None
@@ -210,6 +218,9 @@ class UpperBoundDataDependentOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         packet = func.overloadpacket
+        if packet in _VALUE_DEPENDENT and all(_values_known(t) for t in pytree.tree_leaves(args)
+                                               if isinstance(t, torch.Tensor)):
+            return func(*args, **kwargs)  # FakeTensorMode computes them from the values it keeps
         if packet is aten.nonzero:
             return _every_position(args[0])
         if packet is aten._local_scalar_dense:
@@ -247,8 +258,19 @@ class FakeDeepcopyAsClone(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+_VALUE_DEPENDENT = (aten.nonzero, aten._local_scalar_dense, aten.masked_select, aten._unique2,
+                    aten.unique_consecutive, aten.unique_dim)
+
+
+def _values_known(x: torch.Tensor) -> bool:
+    """Whether FakeTensorMode keeps the values of ``x`` (a constant: query_heads_simulation.py)."""
+    return isinstance(x, FakeTensor) and x.constant is not None
+
+
 def _every_position(mask: torch.Tensor) -> torch.Tensor:
-    """``mask.nonzero()``'s shape were every element true."""
+    """``mask.nonzero()``'s shape were every element true (its own where its values are known)."""
+    if _values_known(mask):
+        return torch.nonzero(mask)
     return mask.new_empty((mask.numel(), mask.dim()), dtype=torch.long)
 
 
@@ -366,8 +388,9 @@ def simulation_patches(target: str = 'cpu') -> Iterator[None]:
     is back on leaving, an error included."""
     with mmcv_ops_with_fake_kernels(), mmdet_mask_targets_by_shape(), \
             mmdet_rois_on_one_level(), mmdet_cascade_refinement_per_image(), \
-            contextlib.ExitStack() as gpu_kernels:
+            query_heads_on_fake_tensors(), contextlib.ExitStack() as gpu_kernels:
         if target == 'cuda':
+            gpu_kernels.enter_context(deformable_attention_as_one_op())
             gpu_kernels.enter_context(cuda_autocast_policy())
             gpu_kernels.enter_context(cuda_memory_efficient_attention())
             gpu_kernels.enter_context(kernels_chosen_for('cuda'))

@@ -31,7 +31,8 @@ def _detection_sample(cfg, meta: dict, instances: int, rng: np.random.Generator)
         boxes = np.minimum(boxes, [width, height, width, height]).astype(np.float32)
         gt = InstanceData(bboxes=torch.from_numpy(boxes),
                           labels=torch.from_numpy(rng.integers(0, _num_classes(cfg), instances)))
-        if 'mask_head' in cfg.model.get('roi_head', {}):
+        # the mask heads: Mask R-CNN's RoI head, Mask2Former's (mmdet's panoptic_head)
+        if 'mask_head' in cfg.model.get('roi_head', {}) or 'panoptic_head' in cfg.model:
             masks = np.zeros((instances, height, width), dtype=np.uint8)
             for mask, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
                 mask[y1:y2, x1:x2] = 1
@@ -54,7 +55,8 @@ def synthetic_batch(cfg, shape: Tuple[int, int], batch: int = 1, instances: int 
                     seed: int = 0) -> dict:
     """``batch`` random uint8 images of ``shape`` (H, W) with their data samples, as a data loader
     gives them to the model's data preprocessor: for mmdet, ``instances`` random boxes (and masks
-    where the config has a mask head) per image; for mmseg, a random label map."""
+    where the config has a mask head, Mask2Former's included) per image; for mmseg, a random label
+    map."""
     scope = cfg.get('default_scope')
     if scope not in SCOPES:
         raise ToolError(f'this tool measures {" and ".join(SCOPES)} configs; this config\'s '
