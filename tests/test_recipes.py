@@ -484,3 +484,21 @@ def test_published_anchors_are_the_installed_metafiles():
     anchors = {(r['protocol'], r['backbone']) for r in rows if r['source'].startswith('metafile:')}
     assert {('dino_12e', 'R-50'), ('mask2former_ade20k', 'Swin-B'),
             ('mask2former_coco', 'Swin-S')} <= anchors
+
+
+@pytest.mark.parametrize('recipe, dataset', [
+    ('dino-4scale_coatnet1_12e_coco.py', 'coco'),
+    ('mask2former_coatnet1_ade20k.py', 'ade/ADEChallengeData2016'),
+    ('mask2former_coatnet1_lsj-50e_coco.py', 'coco')])
+def test_query_head_recipes_preflight_names_the_weights_to_fetch(tmp_path, real_layout_data,
+                                                                 recipe, dataset):
+    """From a folder without checkpoints/, on the datasets' standard layouts (COCO's instances only:
+    mmdet's Mask2Former instance config keeps a panoptic folder it never reads), tools/train.py
+    passes the data and stops before building, with the download and conversion commands."""
+    result = run_tool(TRAIN, osp.join(ROOT, 'configs', recipe), '--work-dir', str(tmp_path / 'w'),
+                      '--data-root', str(real_layout_data / dataset), check=False, cwd=tmp_path)
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert 'dataset not found' not in result.stderr
+    assert 'checkpoints/coatnet_1_rw_224.sw_in1k.pth not found' in result.stderr
+    assert 'hf download timm/coatnet_1_rw_224.sw_in1k' in result.stderr
+    assert 'tools/model_converters/timm2mmcoatnet.py' in result.stderr

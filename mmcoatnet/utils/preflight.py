@@ -24,6 +24,9 @@ def _dataset_paths(dataset: dict) -> List[str]:
     <data_root>/<split> when it has no data_prefix; a dataset given by data_root alone reads it."""
     root = dataset.get('data_root') or ''
     prefix = dataset.get('data_prefix')
+    if isinstance(prefix, dict) and not _loads_mmdet_seg_maps(dataset):
+        # mmdet's Mask2Former instance config keeps its panoptic base's seg folder, never read
+        prefix = {key: value for key, value in prefix.items() if key != 'seg'}
     prefixes = list(prefix.values()) if isinstance(prefix, dict) else [prefix]
     if not any(prefixes) and dataset.get('split'):
         prefixes = [dataset.get('split')]
@@ -31,6 +34,13 @@ def _dataset_paths(dataset: dict) -> List[str]:
     if not paths:
         return [root] if root else []
     return [p if osp.isabs(p) else osp.join(root, p) for p in paths]
+
+
+def _loads_mmdet_seg_maps(dataset: dict) -> bool:
+    """Whether an mmdet dataset's pipeline reads the maps under its ``seg`` prefix: panoptic
+    annotations, or LoadAnnotations with with_seg."""
+    return any(step.get('type') == 'LoadPanopticAnnotations' or step.get('with_seg')
+               for step in dataset.get('pipeline') or [] if isinstance(step, dict))
 
 
 def missing_data_paths(cfg: Config, splits=('train', 'val', 'test')) -> List[str]:
