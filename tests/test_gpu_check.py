@@ -197,7 +197,10 @@ def test_the_budget_admits_a_check_only_within_what_is_left_less_what_later_chec
 def test_the_default_budget_fits_every_section_and_recipe_on_an_h100_as_estimated():
     tool = load(TOOL)
     fixed = sum(gc.SECTION_ESTIMATES_S[('cuda', False)].values())
-    runs = 2 * len(glob.glob(osp.join(ROOT, 'configs', '*.py')))  # float32 and AMP
+    recipes = tool.default_recipes(torch.device('cuda'), quick=False)
+    assert len(recipes) == len(glob.glob(osp.join(ROOT, 'docs', 'results',
+                                                  'train_memory_simulated_cuda_fp32_*.json')))
+    runs = 2 * len(recipes)  # float32 and AMP
     assert fixed + runs * gc.RECIPE_RUN_S['cuda'] <= tool.parse_args([]).budget_s
 
 

@@ -324,16 +324,20 @@ class Budget:
 
 # Rough costs in seconds of each section on an H100-class GPU (full sizes; guesses: no GPU has run
 # them) and on this project's 2-core CPU (--quick, measured); what is not listed costs little. The
-# recipes take what is left, one run at a time (a model built, 4 steps), each estimated by the runs
-# before it (RECIPE_RUN_S for the first): 15 recipes x 2 precisions fit in the default 600 s if a
-# run takes the 12 s guessed.
+# recipes take what is left, one run at a time (a model built, RECIPE_STEPS steps), each estimated
+# by the runs before it (RECIPE_RUN_S for the first: on a GPU, guessed as about 4 s to build and
+# move the model and 2 s a step at full size): the 17 simulated recipes x 2 precisions take 340 s,
+# 550 s with the other sections, within the default 600 s.
 SECTION_ESTIMATES_S = {
     ('cuda', False): dict(environment=5, ops=10, parity=60, kernels=90, distributed=45),
     ('cuda', True): dict(environment=5, ops=10, parity=20, kernels=40, distributed=45),
     ('cpu', False): dict(environment=5, ops=5, parity=240, kernels=120, distributed=0),
     ('cpu', True): dict(environment=5, ops=5, parity=60, kernels=20, distributed=0),
 }
-RECIPE_RUN_S = {'cuda': 12, 'cpu': 20}
+# training steps of a recipe run: the first warms up (allocator, cuDNN's choices), the others are
+# timed; --quick takes 2 on a CPU
+RECIPE_STEPS = {('cuda', False): 3, ('cuda', True): 3, ('cpu', False): 3, ('cpu', True): 2}
+RECIPE_RUN_S = {'cuda': 10, 'cpu': 20}
 
 
 def section_estimate(section: str, device: str, quick: bool) -> float:
