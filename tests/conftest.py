@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from helpers import DET_EPOCHS, SEG_ITERS, TOY_CLS, run_tool, small_det_config, small_seg_config
+from helpers import (
+    DET_EPOCHS,
+    DINO_EPOCHS,
+    MASK2FORMER_ITERS,
+    SEG_ITERS,
+    TOY_CLS,
+    TOY_DINO,
+    TOY_MASK2FORMER,
+    run_tool,
+    small_det_config,
+    small_seg_config,
+)
 
 
 @pytest.fixture(scope='session')
@@ -84,6 +95,36 @@ def trained_seg(shared_dir, toy_data):
 
     folder = made_once(shared_dir, 'trained_seg', train)
     return str(folder / 'seg.py'), folder / 'work', folder / 'work' / f'iter_{SEG_ITERS}.pth'
+
+
+@training_fixture
+def trained_dino(shared_dir, toy_data):
+    """The toy DINO (configs/toy/dino_coatnet-pico_toy.py) trained once to overfit the toy data's
+    8 training images: (config, work dir, checkpoint)."""
+    def train(folder):
+        config = small_det_config(
+            folder, toy_data, epochs=DINO_EPOCHS, batch_size=2, workers=0, overfit=True,
+            base=TOY_DINO, name='dino.py',
+            extra=f'default_hooks = dict(logger=dict(interval=1), '
+                  f'checkpoint=dict(interval={DINO_EPOCHS}))')
+        run_tool('tools/train.py', config, '--work-dir', str(folder / 'work'))
+
+    folder = made_once(shared_dir, 'trained_dino', train)
+    return str(folder / 'dino.py'), folder / 'work', folder / 'work' / f'epoch_{DINO_EPOCHS}.pth'
+
+
+@training_fixture
+def trained_mask2former(shared_dir, toy_data):
+    """The toy Mask2Former (configs/toy/mask2former_coatnet-pico_toy.py) trained once to overfit
+    the toy data's training images."""
+    def train(folder):
+        config = small_seg_config(folder, toy_data, iters=MASK2FORMER_ITERS, batch_size=4,
+                                  overfit=True, base=TOY_MASK2FORMER, name='mask2former.py')
+        run_tool('tools/train.py', config, '--work-dir', str(folder / 'work'))
+
+    folder = made_once(shared_dir, 'trained_mask2former', train)
+    return (str(folder / 'mask2former.py'), folder / 'work',
+            folder / 'work' / f'iter_{MASK2FORMER_ITERS}.pth')
 
 
 @training_fixture

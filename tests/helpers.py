@@ -16,11 +16,16 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_DET = osp.join(ROOT, 'configs', 'toy', 'maskrcnn_coatnet-pico_toy.py')
 TOY_SEG = osp.join(ROOT, 'configs', 'toy', 'upernet_coatnet-pico_toy.py')
 TOY_CLS = osp.join(ROOT, 'configs', 'toy', 'coatnet-pico_toy-cls.py')
+TOY_DINO = osp.join(ROOT, 'configs', 'toy', 'dino_coatnet-pico_toy.py')
+TOY_MASK2FORMER = osp.join(ROOT, 'configs', 'toy', 'mask2former_coatnet-pico_toy.py')
 
 # The learning runs of the shared fixtures (tests/conftest.py): the toy models overfit the toy
-# data's 8 training images and are scored on them (tests/test_tools.py: the thresholds).
+# data's 8 training images and are scored on them (the thresholds: tests/test_tools.py, and
+# tests/test_query_heads.py for DINO and Mask2Former).
 DET_EPOCHS = 30
 SEG_ITERS = 100
+DINO_EPOCHS = 25  # of 4 iterations (batch 2)
+MASK2FORMER_ITERS = 80
 
 # OpenMP threads that sleep when idle instead of spinning: a training run's spinning threads
 # otherwise compete with its own data-loading worker and anything else on 2 cores (10x slower seen).
@@ -60,14 +65,15 @@ def run_tool(*args, check=True, timeout=600, env=None, cwd=ROOT):
 
 
 def small_det_config(tmp_path, toy_data, epochs=1, extra='', batch_size=4, workers=1,
-                     overfit=False, name='det.py'):
-    """The toy Mask R-CNN on the fixture's data. overfit: evaluate on the training images (a few
-    images learned by heart show that training works, where a held-out score would need hours)."""
+                     overfit=False, name='det.py', base=TOY_DET):
+    """The toy Mask R-CNN (or another toy detector: base) on the fixture's data. overfit: evaluate
+    on the training images (a few images learned by heart show that training works, where a
+    held-out score would need hours)."""
     root = f'{toy_data}/toy_coco/'
     split = 'train' if overfit else 'val'
     path = tmp_path / name
     path.write_text(f'''
-_base_ = [{TOY_DET!r}]
+_base_ = [{base!r}]
 data_root = {root!r}
 train_dataloader = dict(batch_size={batch_size}, num_workers={workers}, persistent_workers=False,
                         dataset=dict(data_root=data_root))
@@ -87,13 +93,14 @@ log_processor = dict(window_size=1)  # each iteration's own loss, not a running 
 
 
 def small_seg_config(tmp_path, toy_data, iters=4, batch_size=2, overfit=False, extra='',
-                     name='seg.py'):
-    """The toy UperNet on the fixture's data; overfit: evaluate on the training images."""
+                     name='seg.py', base=TOY_SEG):
+    """The toy UperNet (or another toy segmentor: base) on the fixture's data; overfit: evaluate
+    on the training images."""
     root = f'{toy_data}/toy_ade'
     split = 'training' if overfit else 'validation'
     path = tmp_path / name
     path.write_text(f'''
-_base_ = [{TOY_SEG!r}]
+_base_ = [{base!r}]
 train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root={root!r}))
 val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(

@@ -54,6 +54,22 @@ def test_shipped_config_builds_its_full_model(config):
         assert cfg.optim_wrapper.optimizer.type == 'AdamW'
 
 
+
+# The folder of tools/make_toy_data.py's output each library's toy configs read (data/<folder>)
+TOY_LAYOUT = {'mmdet': 'toy_coco', 'mmseg': 'toy_ade'}
+TOY_DET_SEG = [c for c in SHIPPED if '/toy/' in c and not c.endswith('-cls.py')]
+
+
+@pytest.mark.parametrize('config', TOY_DET_SEG, ids=lambda p: osp.relpath(p, ROOT))
+def test_toy_config_reads_the_files_make_toy_data_writes(config, toy_data):
+    from mmcoatnet.utils.data_root import set_data_root
+    from mmcoatnet.utils.preflight import missing_data_paths
+    cfg = Config.fromfile(config)
+    layout = TOY_LAYOUT[cfg.default_scope]
+    assert cfg.train_dataloader.dataset.data_root.rstrip('/') == f'data/{layout}'
+    set_data_root(cfg, f'{toy_data}/{layout}')  # as --data-root does
+    assert missing_data_paths(cfg) == []
+
 # Learning runs: the toy models overfit the fixture's 8 training images and are scored on them.
 # Measured on the 2-core CPU (fixed seed; 2 threads, and 1 thread in brackets): Mask R-CNN
 # untrained (the same run with lr=0) bbox/segm mAP 0.002/0.000, after 30 epochs (60 iterations)
