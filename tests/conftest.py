@@ -14,11 +14,13 @@ from filelock import FileLock
 from helpers import (
     DET_EPOCHS,
     DINO_EPOCHS,
+    MASK2FORMER_INSTANCE_EPOCHS,
     MASK2FORMER_ITERS,
     SEG_ITERS,
     TOY_CLS,
     TOY_DINO,
     TOY_MASK2FORMER,
+    TOY_MASK2FORMER_INSTANCE,
     run_tool,
     small_det_config,
     small_seg_config,
@@ -125,6 +127,25 @@ def trained_mask2former(shared_dir, toy_data):
     folder = made_once(shared_dir, 'trained_mask2former', train)
     return (str(folder / 'mask2former.py'), folder / 'work',
             folder / 'work' / f'iter_{MASK2FORMER_ITERS}.pth')
+
+
+@training_fixture
+def trained_mask2former_instance(shared_dir, toy_data):
+    """The toy Mask2Former for instances (configs/toy/mask2former_coatnet-pico_toy-instance.py)
+    trained once to overfit the toy data's 8 training images."""
+    epochs = MASK2FORMER_INSTANCE_EPOCHS
+
+    def train(folder):
+        config = small_det_config(
+            folder, toy_data, epochs=epochs, batch_size=2, workers=0, overfit=True,
+            base=TOY_MASK2FORMER_INSTANCE, name='mask2former_instance.py',
+            extra=f'default_hooks = dict(logger=dict(interval=1), '
+                  f'checkpoint=dict(interval={epochs}))')
+        run_tool('tools/train.py', config, '--work-dir', str(folder / 'work'))
+
+    folder = made_once(shared_dir, 'trained_mask2former_instance', train)
+    return (str(folder / 'mask2former_instance.py'), folder / 'work',
+            folder / 'work' / f'epoch_{epochs}.pth')
 
 
 @training_fixture

@@ -18,6 +18,8 @@ TOY_SEG = osp.join(ROOT, 'configs', 'toy', 'upernet_coatnet-pico_toy.py')
 TOY_CLS = osp.join(ROOT, 'configs', 'toy', 'coatnet-pico_toy-cls.py')
 TOY_DINO = osp.join(ROOT, 'configs', 'toy', 'dino_coatnet-pico_toy.py')
 TOY_MASK2FORMER = osp.join(ROOT, 'configs', 'toy', 'mask2former_coatnet-pico_toy.py')
+TOY_MASK2FORMER_INSTANCE = osp.join(ROOT, 'configs', 'toy',
+                                    'mask2former_coatnet-pico_toy-instance.py')
 
 # The learning runs of the shared fixtures (tests/conftest.py): the toy models overfit the toy
 # data's 8 training images and are scored on them (the thresholds: tests/test_tools.py, and
@@ -26,6 +28,7 @@ DET_EPOCHS = 30
 SEG_ITERS = 100
 DINO_EPOCHS = 25  # of 4 iterations (batch 2)
 MASK2FORMER_ITERS = 80
+MASK2FORMER_INSTANCE_EPOCHS = 25  # of 4 iterations (batch 2)
 
 # OpenMP threads that sleep when idle instead of spinning: a training run's spinning threads
 # otherwise compete with its own data-loading worker and anything else on 2 cores (10x slower seen).
