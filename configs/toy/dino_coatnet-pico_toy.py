@@ -8,8 +8,8 @@ data_root = 'data/toy_coco/'
 metainfo = dict(classes=('circle', 'square', 'triangle'),
                 palette=[(220, 20, 60), (0, 160, 80), (30, 60, 220)])
 image_scale = (128, 128)
-# The recipe's width: mmdet 3.3.0's DinoTransformerDecoder encodes its reference points at 2 x 128
-# features whatever embed_dims is, so DINO takes no other.
+# The recipe's width: mmdet 3.3.0's DinoTransformerDecoder encodes its reference boxes in 4 x 128
+# features whatever embed_dims is, for a layer that expects 2 x embed_dims, so DINO takes no other.
 embed_dims = 256
 ffn_channels = 512  # the recipe's 2048
 num_queries = 30  # the recipe's 900: a toy image holds 1-4 shapes
