@@ -25,7 +25,14 @@ GIB = 2 ** 30
 # each protocol's sizes in order
 PROTOCOLS = {'maskrcnn_3x': 'maskrcnn_coatnet[0-9]_ms-3x_coco.py',
              'cascade_3x': 'cascade-maskrcnn_coatnet[0-9]_ms-3x_coco.py',
-             'upernet_160k': 'upernet_coatnet[0-9]_ade20k.py'}
+             'upernet_160k': 'upernet_coatnet[0-9]_ade20k.py',
+             'dino_12e': 'dino-4scale_coatnet[0-9]_12e_coco.py',
+             'mask2former_ade20k': 'mask2former_coatnet[0-9]_ade20k.py',
+             'mask2former_coco': 'mask2former_coatnet[0-9]_lsj-50e_coco.py'}
+# each protocol's head, as the notes under the memory tables name it
+PROTOCOL_HEADS = {'maskrcnn_3x': 'Mask R-CNN', 'cascade_3x': 'Cascade', 'upernet_160k': 'UperNet',
+                  'dino_12e': 'DINO', 'mask2former_ade20k': 'Mask2Former ADE20K',
+                  'mask2former_coco': 'Mask2Former COCO'}
 # the size class of each CoAtNet, by its parameters beside Swin's and ConvNeXt's (docs/recipes.md)
 SIZE_CLASS = {0: 'T', 1: 'S', 2: 'B'}
 # the library configs that flops.json counts beside the recipes: what they are, and the published
@@ -48,7 +55,12 @@ GPU_HOURS_CALIBRATION = [
     ('cascade_3x', 'ConvNeXt-T Cascade Mask R-CNN 3x',
      'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'),
     ('upernet_160k', 'Swin-T UperNet 160k',
-     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')]
+     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'),
+    ('dino_12e', 'R-50 DINO 4-scale 12e', 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'),
+    ('mask2former_ade20k', 'Swin-T Mask2Former ADE20K 160k',
+     'mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py'),
+    ('mask2former_coco', 'Swin-T Mask2Former COCO 50e',
+     'mmdet::mask2former/mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco.py')]
 
 
 def protocol_recipes(protocol: str) -> list:
@@ -59,6 +71,23 @@ def protocol_recipes(protocol: str) -> list:
 
 def recipe_list() -> list:
     return [recipe for protocol in PROTOCOLS for recipe in protocol_recipes(protocol)]
+
+
+def simulated_inputs() -> str:
+    """The batch and input each protocol's recipes are simulated at, as their float32 simulation
+    files record them: '2 per GPU at 800x1333 (Mask R-CNN, Cascade, DINO), ...'."""
+    heads_by_input = {}
+    for protocol in PROTOCOLS:
+        for recipe in protocol_recipes(protocol):
+            r = simulated(recipe, 'fp32')
+            heads = heads_by_input.setdefault((r['batch'], tuple(r['shape'])), [])
+            if PROTOCOL_HEADS[protocol] not in heads:
+                heads.append(PROTOCOL_HEADS[protocol])
+    batches = {batch for batch, _ in heads_by_input}
+    inputs = ', '.join(f"{'' if len(batches) == 1 else f'{batch} x '}{h}x{w} ({', '.join(heads)})"
+                       for (batch, (h, w)), heads in heads_by_input.items())
+    return (f'{batches.pop()} per GPU at {inputs}' if len(batches) == 1 else
+            f'per GPU: {inputs}')
 
 
 def size_of(recipe: str) -> int:
@@ -77,7 +106,7 @@ def figures_line(*names: str) -> str:
 
 
 def figures_line_with_simulations(*names: str) -> str:
-    """A figures line that names the recipes' 18 simulation files by their pattern."""
+    """A figures line that names the recipes' simulation files by their pattern."""
     links = ''.join(f'[{name}]({{results}}/{name}), ' for name in names)
     return (f'Figures: {links}[the simulations]({{results}}/README.md) '
             '`train_memory_simulated_cuda_{fp32,amp}_<recipe>.json`.')
@@ -155,18 +184,18 @@ def recipes():
     """Each recipe's size, FLOPs and estimated training memory per GPU, float32 and AMP."""
     entries = load('flops.json')
     rows = []
-    for recipe in recipe_list():
-        shape = [512, 2048] if recipe.startswith('upernet') else [800, 1280]
-        count = flops_entry(entries, f'configs/{recipe}.py', shape)
-        fp32, amp = simulated(recipe, 'fp32'), simulated(recipe, 'amp')
-        rows.append((f'`{recipe}`', f"{count['params_m']:.1f}M", f"{count['gmacs']:.0f}",
-                     memory_cell(fp32, 'default'), memory_cell(fp32, 'with_cp'),
-                     memory_cell(amp, 'default'), memory_cell(amp, 'with_cp')))
+    for protocol in PROTOCOLS:
+        for recipe in protocol_recipes(protocol):
+            count = flops_entry(entries, f'configs/{recipe}.py', counted_shape(protocol))
+            fp32, amp = simulated(recipe, 'fp32'), simulated(recipe, 'amp')
+            rows.append((f'`{recipe}`', f"{count['params_m']:.1f}M", f"{count['gmacs']:.0f}",
+                         memory_cell(fp32, 'default'), memory_cell(fp32, 'with_cp'),
+                         memory_cell(amp, 'default'), memory_cell(amp, 'with_cp')))
     return table(['recipe', 'params', 'GMACs', 'float32 (GiB): peak / + margin, card',
                   'float32, `with_cp`', 'AMP', 'AMP, `with_cp`'], rows,
                  ['---', '---:', '---:', '---', '---', '---', '---']) + [
-        '', 'Estimated by simulation, no GPU run: batch 2 per GPU at 800x1333 (COCO) or 512x512 '
-        '(ADE20K); GMACs at 1280x800 / 2048x512, as the papers count. '
+        '', f'Estimated by simulation, no GPU run: batch {simulated_inputs()}; GMACs at '
+        '1280x800 (COCO) / 2048x512 (ADE20K), as the papers count. '
         + runs_note(recipe_list()) + figures_line_with_simulations('flops.json')]
 
 
@@ -485,7 +514,7 @@ def sixteen_gb():
     return table(['recipe', 'as shipped (float32)', '`--amp`', '`with_cp`', '`--amp` + `with_cp`'],
                  rows, ['---'] * 5) + [
         '', 'A 16 GB card holds 16·10⁹ bytes (14.90 GiB); in brackets the estimated peak plus the '
-        'margin, in GiB, batch 2 per GPU. ' + runs_note(recipe_list())
+        f'margin, in GiB, batch {simulated_inputs()}. ' + runs_note(recipe_list())
         + figures_line_with_simulations()]
 
 
