@@ -78,6 +78,6 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(by_epoch=False, interval=400, max_keep_ckpts=2, save_best=None))
+    checkpoint=dict(by_epoch=False, interval=400, max_keep_ckpts=2))
 auto_scale_lr = dict(base_batch_size=8)
 randomness = dict(seed=0)
