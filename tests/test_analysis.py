@@ -122,3 +122,19 @@ def test_hungarian_matching_on_fake_tensors_makes_as_many_positives_as_a_real_ma
             result = assigner.assign(predictions, objects, img_meta=dict(img_shape=(64, 64)))
             positives = torch.nonzero(result.gt_inds > 0)
     assert positives.shape == (3, 1)  # min(10 queries, 3 objects), not the bound of 10
+
+
+@needs_torch(MEMORY_SIMULATION, 'the training-memory simulation')
+def test_a_label_map_on_fake_tensors_has_as_many_classes_as_its_values():
+    """mmseg's Mask2Former makes a mask per class found in a label map: the simulated map keeps
+    its values, so the classes are its own (3), not the bound of one a pixel."""
+    from mmengine.structures import PixelData
+
+    from mmcoatnet.analysis.simulation import UpperBoundDataDependentOps, simulation_patches
+    labels = PixelData(data=torch.tensor([[[0, 4, 4], [7, 0, 255]]]))
+    with simulation_patches('cuda'), FakeTensorMode(allow_non_fake_inputs=True), \
+            UpperBoundDataDependentOps():
+        label_map = labels.to('cpu', copy=True).data
+        classes = torch.unique(label_map)
+        classes = classes[classes != 255]
+    assert classes.shape == (3,)

@@ -10,8 +10,9 @@ DINO and Mask2Former need to run on fake tensors, each a scoped patch that puts 
   by shape: min(queries, objects) pairs, as many as a real matching makes; the assignment, and
   Mask2Former's mask weights made from it, keep their values, so the heads' positives (their mask
   targets at the padded image's size) are that many, not every query.
-- mmseg's Mask2Former makes one mask per class of the label map, found by ``unique``: its upper
-  bound is every class of the head, not one class per pixel.
+- mmseg's Mask2Former makes one mask per class of the label map, found by ``unique``: the label
+  maps keep their values, so the masks are as many as the map's classes (else at most the head's
+  classes, not one per pixel).
 
 Values kept are read as they are (``.item()``, ``nonzero``); every other value-dependent size keeps
 its upper bound. mmcv's multi-scale deformable attention runs as the CUDA kernel's memory where the
@@ -142,9 +143,31 @@ def mask2former_mask_weights_known():
                      '_get_targets_single', make)
 
 
+def label_maps_keep_their_values():
+    """Within it, a label map (mmengine's PixelData of integers) copied into the fake mode keeps
+    its values, from which mmseg's Mask2Former finds the classes present (``unique``): as many
+    masks as the map's classes."""
+    from .simulation import _replaced
+
+    def make(original):
+        def to(self, *args, **kwargs):
+            copied = original(self, *args, **kwargs)
+            for key, value in self.items():
+                fake = getattr(copied, key)
+                if isinstance(fake, FakeTensor) and not isinstance(value, FakeTensor) and \
+                        not value.is_floating_point():
+                    with _disable_current_modes():  # a real copy of the values, kept beside
+                        fake.constant = value.to(*args, **kwargs).clone()
+            return copied
+        return to
+
+    return _replaced('mmengine.structures.pixel_data', 'PixelData', 'to', make)
+
+
 def mask2former_seg_classes_bounded():
     """Within it, mmseg's Mask2Former finds at most its head's number of classes in each fake label
-    map (the ``unique`` of the map, whose default bound is one class per pixel)."""
+    map whose values are unknown (the ``unique`` of the map, whose default bound is one class per
+    pixel)."""
     from .simulation import UpperBoundDataDependentOps, _replaced
 
     def make(original):
@@ -165,5 +188,5 @@ def query_heads_on_fake_tensors() -> Iterator[None]:
     """Within it, DINO and Mask2Former run on fake tensors: every patch of this module."""
     with shape_tensors_carry_values(), hungarian_matching_by_shape(), \
             dino_denoising_queries_by_image(), mask2former_mask_weights_known(), \
-            mask2former_seg_classes_bounded():
+            label_maps_keep_their_values(), mask2former_seg_classes_bounded():
         yield

@@ -41,12 +41,15 @@ def _detection_sample(cfg, meta: dict, instances: int, rng: np.random.Generator)
     return sample
 
 
-def _segmentation_sample(cfg, meta: dict, rng: np.random.Generator):
+def _segmentation_sample(cfg, meta: dict, classes: int, rng: np.random.Generator):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
     sample = SegDataSample(metainfo=meta)
-    labels = rng.integers(0, _num_classes(cfg), (1, *meta['img_shape']))
+    present = np.arange(_num_classes(cfg))
+    if classes:  # a scene holds some classes, not every one (mask-classification heads see that)
+        present = rng.choice(present, size=min(classes, len(present)), replace=False)
+    labels = rng.choice(present, (1, *meta['img_shape']))
     sample.gt_sem_seg = PixelData(data=torch.from_numpy(labels))
     return sample
 
@@ -56,7 +59,7 @@ def synthetic_batch(cfg, shape: Tuple[int, int], batch: int = 1, instances: int 
     """``batch`` random uint8 images of ``shape`` (H, W) with their data samples, as a data loader
     gives them to the model's data preprocessor: for mmdet, ``instances`` random boxes (and masks
     where the config has a mask head, Mask2Former's included) per image; for mmseg, a random label
-    map."""
+    map of ``instances`` classes (every class for 0)."""
     scope = cfg.get('default_scope')
     if scope not in SCOPES:
         raise ToolError(f'this tool measures {" and ".join(SCOPES)} configs; this config\'s '
@@ -68,5 +71,5 @@ def synthetic_batch(cfg, shape: Tuple[int, int], batch: int = 1, instances: int 
     for _ in range(batch):
         inputs.append(torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
         samples.append(_detection_sample(cfg, meta, instances, rng) if scope == 'mmdet'
-                       else _segmentation_sample(cfg, meta, rng))
+                       else _segmentation_sample(cfg, meta, instances, rng))
     return dict(inputs=inputs, data_samples=samples)

@@ -87,7 +87,8 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=4, help='training iterations (at least 2)')
     parser.add_argument('--amp', action='store_true', help='float16 mixed precision (GPU only)')
     parser.add_argument('--device', default=default_device())
-    parser.add_argument('--instances', type=int, default=20, help='objects per image (mmdet)')
+    parser.add_argument('--instances', type=int, default=20,
+                        help='objects per image (mmdet), classes per label map (mmseg)')
     parser.add_argument('--out', help="JSON path (default work_dirs/train_memory/<config>.json)")
     parser.add_argument('--simulate', choices=SIMULATION_TARGETS,
                         help="estimate the memory of a training step on this device type by "
