@@ -8,9 +8,14 @@ TABLES, whose function makes the lines in between from the results files it name
 difference, so no figure in a table can drift from its file (tests/test_docs.py runs the same
 comparison). A table whose results file does not exist yet is left as it is and named; the tool
 then exits 1.
+
+Where a ``gpu_check_*.json`` of ``make gpu-check`` run on a GPU lies in docs/results/, the memory
+and GPU-hours tables show its measured figures beside the estimates, one column set per card.
 """
 import argparse
+import collections
 import glob
+import importlib.util
 import json
 import os.path as osp
 import re
@@ -18,6 +23,8 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RESULTS = 'docs/results'
+# where the tables read their files: docs/results/, or a copy of it that a test points this at
+results_dir = osp.join(ROOT, RESULTS)
 MARKER = re.compile(r'<!-- table: (\S+)((?: [^ >]+)*) -->\n(.*?)<!-- end table -->\n', re.S)
 GIB = 2 ** 30
 # The recipes: the top-level configs of the published protocols (the 1x configs and the windowed
@@ -96,8 +103,73 @@ def size_of(recipe: str) -> int:
 
 
 def load(name: str):
-    with open(osp.join(ROOT, RESULTS, name)) as f:
+    with open(osp.join(results_dir, name)) as f:
         return json.load(f)
+
+
+def gpu_check_reader():
+    """mmcoatnet/analysis/gpu_check.py, the one reader of gpu_check reports, loaded by its path:
+    it is standard library only, so making the tables needs no torch."""
+    spec = importlib.util.spec_from_file_location(
+        'docs_tables_gpu_check', osp.join(ROOT, 'mmcoatnet', 'analysis', 'gpu_check.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+measured_recipe_figures = gpu_check_reader().measured_recipe_figures
+# the figures of one card's gpu_check report: (recipe, precision) -> measured_recipe_figures' dict
+CardRun = collections.namedtuple('CardRun', 'card file date torch figures')
+MEASURED_RULE = 'One column set per card; of several reports of one card, the newest.'
+
+
+def card_runs() -> list:
+    """The GPU runs of ``make gpu-check`` in the results directory, one per card in the order of
+    the cards' names: each gpu_check_*.json whose report trained recipes on a GPU; of several
+    reports of one card, the newest (its date, then its file name)."""
+    newest = {}
+    for path in sorted(glob.glob(osp.join(results_dir, 'gpu_check_*.json'))):
+        name = osp.basename(path)
+        report = load(name)
+        figures = measured_recipe_figures(report)
+        if not figures:
+            continue  # a CPU run, or a GPU run that trained no recipe
+        run = CardRun(report['device_name'], name, report.get('date') or '', report.get('torch'),
+                      figures)
+        known = newest.get(run.card)
+        if known is None or (run.date, run.file) >= (known.date, known.file):
+            newest[run.card] = run
+    return [newest[card] for card in sorted(newest)]
+
+
+def measured_memory_cell(run: CardRun, recipe: str, precision: str, simulated_peak: int) -> str:
+    """'allocated / reserved' in GiB and the allocated peak over ``simulated_peak`` (the estimate
+    the table shows beside it); '-' where the card's run has no figure for this recipe and
+    precision."""
+    figures = run.figures.get((recipe, precision))
+    if not figures or figures['peak_allocated_bytes'] is None:
+        return '-'
+    allocated = figures['peak_allocated_bytes']
+    return (f"{gib(allocated)} / {gib(figures['peak_reserved_bytes'])}, "
+            f'{allocated / simulated_peak:.2f}x')
+
+
+def measured_note(runs: list, what: str) -> str:
+    """The sentence that names each card, its report file and what its columns hold; '' without
+    a GPU run."""
+    if not runs:
+        return ''
+    cards = '; '.join(f'{run.card} ({run.file}, torch {run.torch}, {run.date})' for run in runs)
+    return f'Measured by `make gpu-check` on {cards}: {what}. {MEASURED_RULE} '
+
+
+MEMORY_MEASURED = ('peak memory allocated / reserved in GiB of the configured variant (not '
+                   '`with_cp`) at the simulated batch and input, and the allocated peak over the '
+                   'simulated peak beside it')
+
+
+def estimated_by_simulation(runs: list) -> str:
+    return 'Estimated by simulation' if runs else 'Estimated by simulation, no GPU run'
 
 
 def figures_line(*names: str) -> str:
@@ -183,20 +255,30 @@ def runs_note(recipes):
 def recipes():
     """Each recipe's size, FLOPs and estimated training memory per GPU, float32 and AMP."""
     entries = load('flops.json')
+    runs = card_runs()
     rows = []
     for protocol in PROTOCOLS:
         for recipe in protocol_recipes(protocol):
             count = flops_entry(entries, f'configs/{recipe}.py', counted_shape(protocol))
-            fp32, amp = simulated(recipe, 'fp32'), simulated(recipe, 'amp')
-            rows.append((f'`{recipe}`', f"{count['params_m']:.1f}M", f"{count['gmacs']:.0f}",
-                         memory_cell(fp32, 'default'), memory_cell(fp32, 'with_cp'),
-                         memory_cell(amp, 'default'), memory_cell(amp, 'with_cp')))
-    return table(['recipe', 'params', 'GMACs', 'float32 (GiB): peak / + margin, card',
-                  'float32, `with_cp`', 'AMP', 'AMP, `with_cp`'], rows,
-                 ['---', '---:', '---:', '---', '---', '---', '---']) + [
-        '', f'Estimated by simulation, no GPU run: batch {simulated_inputs()}; GMACs at '
+            row = [f'`{recipe}`', f"{count['params_m']:.1f}M", f"{count['gmacs']:.0f}"]
+            for precision in ('fp32', 'amp'):
+                report = simulated(recipe, precision)
+                peak = report['peak_bytes']['default']['total']
+                row += [memory_cell(report, 'default'),
+                        *(measured_memory_cell(run, recipe, precision, peak) for run in runs),
+                        memory_cell(report, 'with_cp')]
+            rows.append(row)
+    header, align = ['recipe', 'params', 'GMACs'], ['---', '---:', '---:']
+    for estimate, name, with_cp in (('float32 (GiB): peak / + margin, card', 'float32',
+                                     'float32, `with_cp`'), ('AMP', 'AMP', 'AMP, `with_cp`')):
+        header += [estimate, *(f'{name} measured on {run.card}: allocated / reserved, x '
+                               'simulated' for run in runs), with_cp]
+        align += ['---'] + ['---:'] * len(runs) + ['---']
+    return table(header, rows, align) + [
+        '', f'{estimated_by_simulation(runs)}: batch {simulated_inputs()}; GMACs at '
         '1280x800 (COCO) / 2048x512 (ADE20K), as the papers count. '
-        + runs_note(recipe_list()) + figures_line_with_simulations('flops.json')]
+        + runs_note(recipe_list()) + measured_note(runs, MEMORY_MEASURED)
+        + figures_line_with_simulations('flops.json', *(run.file for run in runs))]
 
 
 # how each protocol's results are given: the table's metric header and a result's cell
@@ -404,26 +486,55 @@ def gpu_hours():
     at the training input), beside a library model of its protocol for calibration."""
     estimated = [e for e in load('flops.json')
                  if e.get('gpu_hours_estimate') and not e.get('cfg_options')]
+    runs = card_runs()
     rows, first = [], None
     for protocol, label, config in GPU_HOURS_CALIBRATION:
-        names = [(f'{label} (`{config}`, for calibration)', config)] + [
-            (f'`{recipe}`', f'configs/{recipe}.py') for recipe in protocol_recipes(protocol)]
-        for name, path in names:
+        names = [(f'{label} (`{config}`, for calibration)', config, None)] + [
+            (f'`{recipe}`', f'configs/{recipe}.py', recipe)
+            for recipe in protocol_recipes(protocol)]
+        for name, path, recipe in names:
             entry = next(e for e in estimated if e['config'] == path)
             estimate = entry['gpu_hours_estimate']
             first = first or estimate
+            measured = []
+            for run in runs:
+                measured += [measured_by_precision(run, recipe, 'step_seconds', '.3g'),
+                             measured_by_precision(run, recipe, 'gpu_hours', '.0f')]
             rows.append((name, f"{entry['shape'][1]}x{entry['shape'][0]}", f"{entry['gmacs']:.1f}",
                          f"{estimate['training_images'] / 1e6:.2f}M",
-                         f"{estimate['gpu_hours']:.0f}", f"{estimate['hours_on_gpus']:.1f}"))
+                         f"{estimate['gpu_hours']:.0f}", *measured,
+                         f"{estimate['hours_on_gpus']:.1f}"))
     gpus, tflops = first['gpus'], first['assumed_tflops']
-    return table(['recipe', 'input counted', 'GMACs', 'training images', 'GPU-hours',
+    measured_headers = []
+    for run in runs:
+        measured_headers += [f'step on {run.card} (s): float32 / AMP',
+                             f'GPU-hours on {run.card}: float32 / AMP']
+    calibrated = ('not calibrated by this table: the columns measured on a card give that card '
+                  'instead' if runs else 'not calibrated: no GPU run exists')
+    measured = measured_note(runs, "the time of a training step at the recipe's simulated batch "
+                             'and input (its largest), after a warm-up step, and from it the '
+                             "schedule's GPU-hours: images / batch x step / 3600 s, data "
+                             'parallelism taken as free')
+    return table(['recipe', 'input counted', 'GMACs', 'training images',
+                  f'GPU-hours at {tflops} TFLOP/s' if runs else 'GPU-hours', *measured_headers,
                   f'hours on {gpus} GPUs'], rows) + [
         '', f"GPU-hours = images x {first['training_flops_per_mac']} x GMACs x 1e9 / ({tflops} "
         f'TFLOP/s x 3600 s), as `get_flops.py` estimates them: an estimate at an assumed '
         f'throughput, not a measurement. The {tflops} TFLOP/s sustained per GPU is a rough guess, '
-        f'not calibrated: no GPU run exists. If your {GPU_HOURS_CALIBRATION[0][1]} takes H hours '
+        f'{calibrated}. If your {GPU_HOURS_CALIBRATION[0][1]} takes H hours '
         f"on {gpus} GPUs, multiply every figure by H / {first['hours_on_gpus']:.1f}. "
-        + figures_line('flops.json')]
+        + measured + figures_line('flops.json', *(run.file for run in runs))]
+
+
+def measured_by_precision(run: CardRun, recipe, key: str, spec: str) -> str:
+    """One measured figure of a recipe on a card, 'float32 / AMP' ('-' for one not measured);
+    '-' for a library model (``recipe`` None), which gpu_check does not train."""
+    if recipe is None:
+        return '-'
+    values = [run.figures.get((recipe, precision), {}).get(key) for precision in ('fp32', 'amp')]
+    if all(value is None for value in values):
+        return '-'
+    return ' / '.join('-' if value is None else format(value, spec) for value in values)
 
 
 def cpu_memory():
@@ -452,6 +563,7 @@ def cpu_memory():
 def train_memory(precision):
     """Every recipe's estimated training memory per GPU in one precision (fp32 or amp), with and
     without with_cp."""
+    runs = card_runs()
     rows, files = [], []
     for recipe in recipe_list():
         r = simulated(recipe, precision)
@@ -461,15 +573,23 @@ def train_memory(precision):
             peak = r['peak_bytes'][variant]
             cells += [f"{gib(peak['total'])} ({gib(peak['activations'])})",
                       gib(r['needed_bytes'][variant]), card(r, variant)]
+            if variant == 'default':  # gpu_check trains the configured variant only
+                cells += [measured_memory_cell(run, recipe, precision, peak['total'])
+                          for run in runs]
         rows.append((f'`configs/{recipe}.py`', f"{r['batch']} x {r['shape'][0]}x{r['shape'][1]}",
                      *cells, f"{sum(r['seconds'].values()):.0f}"))
     name = {'amp': 'AMP', 'fp32': 'float32'}[precision]
+    measured = [f'{name} measured on {run.card}: allocated / reserved, x simulated'
+                for run in runs]
+    estimate = 'GiB, estimated by simulation' + ('' if runs else ', no GPU run')
     return table(['recipe', 'batch x input', f'{name} peak (activations)', '+ margin',
-                  'smallest card', '`with_cp` peak', '+ margin', 'smallest card',
+                  'smallest card', *measured, '`with_cp` peak', '+ margin', 'smallest card',
                   'simulation (s)'], rows,
-                 ['---', '---', '---:', '---:', '---', '---:', '---:', '---', '---:']) + [
-        '', 'GiB, estimated by simulation, no GPU run. Margin: +20% and 1 GiB. Simulation: the '
-        "tool's own run time for both variants together. " + figures_line(*files)]
+                 ['---', '---', '---:', '---:', '---'] + ['---:'] * len(runs)
+                 + ['---:', '---:', '---', '---:']) + [
+        '', f'{estimate}. Margin: +20% and 1 GiB. Simulation: the '
+        "tool's own run time for both variants together. " + measured_note(runs, MEMORY_MEASURED)
+        + figures_line(*files, *(run.file for run in runs))]
 
 
 def compile_runs(*names):
@@ -501,6 +621,7 @@ def compile_runs(*names):
 
 def sixteen_gb():
     """Which recipe fits a 16 GB card as shipped (float32), and with --amp and with_cp."""
+    runs = card_runs()
     rows = []
     for recipe in recipe_list():
         fp32, amp = simulated(recipe, 'fp32'), simulated(recipe, 'amp')
@@ -509,13 +630,26 @@ def sixteen_gb():
             fits = 16 in report['cards_gb'][variant]  # the cards train_memory.py found to hold it
             return f"{'fits' if fits else 'no'} ({gib(report['needed_bytes'][variant])})"
 
-        rows.append((f'`{recipe}`', verdict(fp32, 'default'), verdict(amp, 'default'),
+        def measured(report, precision):
+            peak = report['peak_bytes']['default']['total']
+            return [measured_memory_cell(run, recipe, precision, peak) for run in runs]
+
+        rows.append((f'`{recipe}`', verdict(fp32, 'default'), *measured(fp32, 'fp32'),
+                     verdict(amp, 'default'), *measured(amp, 'amp'),
                      verdict(fp32, 'with_cp'), verdict(amp, 'with_cp')))
-    return table(['recipe', 'as shipped (float32)', '`--amp`', '`with_cp`', '`--amp` + `with_cp`'],
-                 rows, ['---'] * 5) + [
+
+    def measured_headers(name):
+        return [f'{name} measured on {run.card}: allocated / reserved, x simulated'
+                for run in runs]
+
+    return table(['recipe', 'as shipped (float32)', *measured_headers('float32'), '`--amp`',
+                  *measured_headers('`--amp`'), '`with_cp`', '`--amp` + `with_cp`'],
+                 rows, ['---'] + ['---'] + ['---:'] * len(runs) + ['---'] + ['---:'] * len(runs)
+                 + ['---'] * 2) + [
         '', 'A 16 GB card holds 16·10⁹ bytes (14.90 GiB); in brackets the estimated peak plus the '
         f'margin, in GiB, batch {simulated_inputs()}. ' + runs_note(recipe_list())
-        + figures_line_with_simulations()]
+        + measured_note(runs, MEMORY_MEASURED)
+        + figures_line_with_simulations(*(run.file for run in runs))]
 
 
 TABLES = dict(sixteen_gb=sixteen_gb, benchmark=benchmark, recipes=recipes, compared=compared,
