@@ -80,7 +80,8 @@ def test_the_gpu_simulation_runs_deformable_attention_holding_what_its_cuda_kern
     locations and attention weights in the value's dtype) and backward makes their gradients."""
     from mmcv.ops import MultiScaleDeformableAttention
 
-    from mmcoatnet.analysis.simulation import UpperBoundDataDependentOps, simulation_patches
+    from mmcoatnet.analysis.fake_values import UpperBoundDataDependentOps
+    from mmcoatnet.analysis.simulation import simulation_patches
     saved, ops = [], OpsRun()
     with simulation_patches('cuda'), FakeTensorMode(allow_non_fake_inputs=True):
         attention = MultiScaleDeformableAttention(embed_dims=32, num_heads=4, num_levels=2,
@@ -112,7 +113,8 @@ def test_hungarian_matching_on_fake_tensors_makes_as_many_positives_as_a_real_ma
     from mmdet.models.task_modules.assigners import HungarianAssigner
     from mmengine.structures import InstanceData
 
-    from mmcoatnet.analysis.simulation import UpperBoundDataDependentOps, simulation_patches
+    from mmcoatnet.analysis.fake_values import UpperBoundDataDependentOps
+    from mmcoatnet.analysis.simulation import simulation_patches
     assigner = HungarianAssigner(match_costs=[dict(type='mmdet.ClassificationCost', weight=1.0),
                                               dict(type='mmdet.BBoxL1Cost', weight=5.0)])
     with simulation_patches('cuda'), FakeTensorMode(allow_non_fake_inputs=True):
@@ -130,7 +132,8 @@ def test_a_label_map_on_fake_tensors_has_as_many_classes_as_its_values():
     its values, so the classes are its own (3), not the bound of one a pixel."""
     from mmengine.structures import PixelData
 
-    from mmcoatnet.analysis.simulation import UpperBoundDataDependentOps, simulation_patches
+    from mmcoatnet.analysis.fake_values import UpperBoundDataDependentOps
+    from mmcoatnet.analysis.simulation import simulation_patches
     labels = PixelData(data=torch.tensor([[[0, 4, 4], [7, 0, 255]]]))
     with simulation_patches('cuda'), FakeTensorMode(allow_non_fake_inputs=True), \
             UpperBoundDataDependentOps():

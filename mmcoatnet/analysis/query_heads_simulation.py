@@ -29,6 +29,9 @@ import torch._subclasses.fake_tensor as fake_tensor_module
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import _disable_current_modes
 
+from .fake_values import UpperBoundDataDependentOps, values_known
+from .patching import replaced
+
 # a fake tensor of at most this many elements made from known values keeps them, and so does what
 # is computed from such tensors alone: spatial shapes and level start indices, and an assignment of
 # DINO's 900 queries
@@ -66,7 +69,6 @@ def hungarian_matching_by_shape() -> Iterator[None]:
     the first min(queries, objects) queries to as many objects, the number of pairs a real matching
     makes (scipy reads the matrix's values, which a fake tensor lacks). The assignment keeps its
     values, so the heads' positives are that many, not every query."""
-    from .simulation import _replaced  # simulation.py enters these patches: imported when called
     module = 'mmdet.models.task_modules.assigners.hungarian_assigner'
 
     def make_matching(original):
@@ -88,8 +90,8 @@ def hungarian_matching_by_shape() -> Iterator[None]:
             return result
         return assign
 
-    with _replaced(module, '', 'linear_sum_assignment', make_matching), \
-            _replaced(module, 'HungarianAssigner', 'assign', make_assign):
+    with replaced(module, '', 'linear_sum_assignment', make_matching), \
+            replaced(module, 'HungarianAssigner', 'assign', make_assign):
         yield
 
 
@@ -97,7 +99,6 @@ def dino_denoising_queries_by_image():
     """Within it, DINO's denoising queries are collated by each image's number of objects, which
     mmdet reads back from a tensor of image indices (a ``full_like`` of each image's labels): those
     indices keep their values (FakeTensorMode's constants, for as many elements as the objects)."""
-    from .simulation import _replaced
 
     def make(original):
         def generate_queries(self, batch_data_samples):
@@ -117,7 +118,7 @@ def dino_denoising_queries_by_image():
                 torch.full_like, fake_tensor_module.CONSTANT_NUMEL_LIMIT = full_like, limit
         return generate_queries
 
-    return _replaced('mmdet.models.layers.transformer.dino_layers', 'CdnQueryGenerator',
+    return replaced('mmdet.models.layers.transformer.dino_layers', 'CdnQueryGenerator',
                      '__call__', make)
 
 
@@ -125,13 +126,12 @@ def mask2former_mask_weights_known():
     """Within it, mmdet's Mask2Former keeps the values of each image's mask weights (1 for the
     matched queries), which its loss selects the predicted masks by: as many as the matched objects,
     the same number as the mask targets."""
-    from .simulation import _replaced, _values_known
 
     def make(original):
         def get_targets_single(self, cls_score, mask_pred, gt_instances, img_meta):
             targets = list(original(self, cls_score, mask_pred, gt_instances, img_meta))
             mask_weights, pos_inds = targets[3], targets[4]
-            if isinstance(mask_weights, FakeTensor) and _values_known(pos_inds):
+            if isinstance(mask_weights, FakeTensor) and values_known(pos_inds):
                 weights = np.zeros(mask_weights.shape, dtype=np.float32)
                 with _disable_current_modes():  # else the modes would make the real values fake
                     weights[pos_inds.constant.numpy()] = 1
@@ -139,7 +139,7 @@ def mask2former_mask_weights_known():
             return tuple(targets)
         return get_targets_single
 
-    return _replaced('mmdet.models.dense_heads.mask2former_head', 'Mask2FormerHead',
+    return replaced('mmdet.models.dense_heads.mask2former_head', 'Mask2FormerHead',
                      '_get_targets_single', make)
 
 
@@ -147,7 +147,6 @@ def label_maps_keep_their_values():
     """Within it, a label map (mmengine's PixelData of integers) copied into the fake mode keeps
     its values, from which mmseg's Mask2Former finds the classes present (``unique``): as many
     masks as the map's classes."""
-    from .simulation import _replaced
 
     def make(original):
         def to(self, *args, **kwargs):
@@ -161,14 +160,13 @@ def label_maps_keep_their_values():
             return copied
         return to
 
-    return _replaced('mmengine.structures.pixel_data', 'PixelData', 'to', make)
+    return replaced('mmengine.structures.pixel_data', 'PixelData', 'to', make)
 
 
 def mask2former_seg_classes_bounded():
     """Within it, mmseg's Mask2Former finds at most its head's number of classes in each fake label
     map whose values are unknown (the ``unique`` of the map, whose default bound is one class per
     pixel)."""
-    from .simulation import UpperBoundDataDependentOps, _replaced
 
     def make(original):
         def seg_data_to_instance_data(self, batch_data_samples):
@@ -179,7 +177,7 @@ def mask2former_seg_classes_bounded():
                 UpperBoundDataDependentOps.unique_at_most = None
         return seg_data_to_instance_data
 
-    return _replaced('mmseg.models.decode_heads.mask2former_head', 'Mask2FormerHead',
+    return replaced('mmseg.models.decode_heads.mask2former_head', 'Mask2FormerHead',
                      '_seg_data_to_instance_data', make)
 
 

@@ -44,14 +44,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..models.kernels import kernels_chosen_for
 from ..torch_compat import MEMORY_SIMULATION, require_torch
 from .attention_simulation import flex_attention_as_its_memory
 from .deformable_attention import deformable_attention_as_one_op
+from .fake_values import FakeDeepcopyAsClone, UpperBoundDataDependentOps
+from .patching import replaced
 from .query_heads_simulation import query_heads_on_fake_tensors
 
 aten = torch.ops.aten
@@ -136,25 +136,6 @@ def mmcv_ops_with_fake_kernels() -> Iterator[None]:
             module.ext_module = original
 
 
-@contextlib.contextmanager
-def _replaced(module_name: str, owner: str, attribute: str,
-              make: Callable[[Callable], Callable]) -> Iterator[None]:
-    """Within it, ``module_name``'s ``owner.attribute`` (``owner`` '' for the module itself) is
-    ``make(original)``; without the module (mmdet in an mmseg-only environment) nothing is."""
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        yield
-        return
-    target = getattr(module, owner) if owner else module
-    original = getattr(target, attribute)
-    setattr(target, attribute, functools.wraps(original)(make(original)))
-    try:
-        yield
-    finally:
-        setattr(target, attribute, original)
-
-
 def mmdet_mask_targets_by_shape():
     """Within it, mmdet's mask targets are made by shape: mmdet crops them in numpy, which fake
     tensors cannot enter. They are (positive RoIs, mask size) floats, as mmdet returns them."""
@@ -168,7 +149,7 @@ def mmdet_mask_targets_by_shape():
             return pos_proposals.new_empty((pos_proposals.size(0), *size))
         return mask_target_by_shape
 
-    return _replaced('mmdet.structures.mask.mask_target', '', 'mask_target_single', make)
+    return replaced('mmdet.structures.mask.mask_target', '', 'mask_target_single', make)
 
 
 def mmdet_rois_on_one_level():
@@ -184,7 +165,7 @@ def mmdet_rois_on_one_level():
             return original(self, feats, rois, roi_scale_factor)
         return forward
 
-    return _replaced('mmdet.models.roi_heads.roi_extractors.single_level_roi_extractor',
+    return replaced('mmdet.models.roi_heads.roi_extractors.single_level_roi_extractor',
                      'SingleRoIExtractor', 'forward', make)
 
 
@@ -201,88 +182,8 @@ def mmdet_cascade_refinement_per_image():
                 UpperBoundDataDependentOps.unique_at_most = None
         return refine_bboxes
 
-    return _replaced('mmdet.models.roi_heads.bbox_heads.bbox_head', 'BBoxHead',
+    return replaced('mmdet.models.roi_heads.bbox_heads.bbox_head', 'BBoxHead',
                      'refine_bboxes', make)
-
-
-# ------------------------------------------------------------------ values and data-dependent sizes
-
-class UpperBoundDataDependentOps(TorchDispatchMode):
-    """Gives ops whose output size depends on values their upper bound (every element selected),
-    and ``.item()`` a stand-in value (1, or True for a bool), except where FakeTensorMode keeps the
-    values (its constants), from which it computes them. Entered inside a FakeTensorMode.
-    ``unique_at_most``: a tighter bound on ``unique``'s size, where the caller knows one."""
-
-    unique_at_most: Optional[int] = None
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        packet = func.overloadpacket
-        if packet in _VALUE_DEPENDENT and all(_values_known(t) for t in pytree.tree_leaves(args)
-                                               if isinstance(t, torch.Tensor)):
-            return func(*args, **kwargs)  # FakeTensorMode computes them from the values it keeps
-        if packet is aten.nonzero:
-            return _every_position(args[0])
-        if packet is aten._local_scalar_dense:
-            x = args[0]
-            if x.dtype == torch.bool:
-                return True
-            return 1.0 if x.is_floating_point() else 1
-        if packet is aten.masked_select:
-            x, _ = torch.broadcast_tensors(args[0], args[1])
-            return x.new_empty((x.numel(),))
-        if packet in (aten._unique2, aten.unique_consecutive, aten.unique_dim):
-            x = args[0]
-            size = x.numel() if self.unique_at_most is None else min(x.numel(), self.unique_at_most)
-            values = x.new_empty((size,)) if packet is not aten.unique_dim else x.clone()
-            extras = [x.new_empty(x.shape, dtype=torch.long),
-                      x.new_empty((size,), dtype=torch.long)]
-            return (values, *extras)
-        if packet in (aten.index, aten._unsafe_index, aten.index_put, aten.index_put_,
-                      aten._index_put_impl_):
-            args = (args[0], _bool_indices_as_positions(args[1]), *args[2:])
-        return func(*args, **kwargs)
-
-
-class FakeDeepcopyAsClone(TorchFunctionMode):
-    """``copy.deepcopy`` of a fake tensor as a clone (mmdet deep-copies its data samples). torch's
-    default would also deep-copy the fake tensor's ``__dict__``, its FakeTensorMode included, whose
-    storage weak references then get released twice: a use-after-free."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is torch.Tensor.__deepcopy__ and isinstance(args[0], FakeTensor):
-            tensor, memo = args
-            if id(tensor) not in memo:
-                memo[id(tensor)] = tensor.clone().requires_grad_(tensor.requires_grad)
-            return memo[id(tensor)]
-        return func(*args, **(kwargs or {}))
-
-
-_VALUE_DEPENDENT = (aten.nonzero, aten._local_scalar_dense, aten.masked_select, aten._unique2,
-                    aten.unique_consecutive, aten.unique_dim)
-
-
-def _values_known(x: torch.Tensor) -> bool:
-    """Whether FakeTensorMode keeps the values of ``x`` (a constant: query_heads_simulation.py)."""
-    return isinstance(x, FakeTensor) and x.constant is not None
-
-
-def _every_position(mask: torch.Tensor) -> torch.Tensor:
-    """``mask.nonzero()``'s shape were every element true (its own where its values are known)."""
-    if _values_known(mask):
-        return torch.nonzero(mask)
-    return mask.new_empty((mask.numel(), mask.dim()), dtype=torch.long)
-
-
-def _bool_indices_as_positions(indices):
-    """A boolean mask in an index list becomes the positions it would select (its upper bound)."""
-    positions = []
-    for index in indices:
-        if index is not None and index.dtype in (torch.bool, torch.uint8):
-            positions.extend(_every_position(index).unbind(1))
-        else:
-            positions.append(index)
-    return positions
 
 
 # -------------------------------------------------------------------------------- the simulated
@@ -346,7 +247,7 @@ def cuda_memory_efficient_attention():
                 query, key, value, bias, needs_grad, dropout_p, is_causal, scale=scale)[0]
         return memory_efficient
 
-    return _replaced('torch.nn.functional', '', 'scaled_dot_product_attention', make)
+    return replaced('torch.nn.functional', '', 'scaled_dot_product_attention', make)
 
 
 def _half_to_float32(x: torch.Tensor) -> torch.Tensor:
