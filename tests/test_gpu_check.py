@@ -382,6 +382,9 @@ def test_the_cpu_quick_mode_runs_every_section_a_cpu_can(tmp_path):
     assert rows['224x224 tf32']['verdict'] == SKIP
     assert rows['flex (32x40, forward + backward)']['verdict'] == SKIP
     assert rows['maskrcnn_coatnet-pico_toy amp']['verdict'] == SKIP
+    # the query heads' toys train too: DINO, and Mask2Former with its deformable pixel decoder
+    assert rows['dino_coatnet-pico_toy fp32']['verdict'] == PASS
+    assert rows['mask2former_coatnet-pico_toy fp32']['verdict'] == PASS
     assert 'chunked-sdpa' in rows['256x320 float32']['kernels']  # the chunked path was checked
     default = next(row for row in report['sections']['kernels']['items']
                    if row['name'].startswith('default kernel'))

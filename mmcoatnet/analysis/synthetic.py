@@ -13,6 +13,9 @@ SCOPES = ('mmdet', 'mmseg')
 def _num_classes(cfg) -> int:
     if cfg.default_scope == 'mmseg':
         return cfg.model.decode_head.num_classes
+    if 'panoptic_head' in cfg.model:  # mmdet's Mask2Former counts things and stuff
+        head = cfg.model.panoptic_head
+        return head.num_things_classes + head.num_stuff_classes
     head = cfg.model.get('roi_head', {}).get('bbox_head', cfg.model.get('bbox_head', {}))
     head = head[0] if isinstance(head, (list, tuple)) else head  # Cascade: one head per stage
     return head.get('num_classes', 80)

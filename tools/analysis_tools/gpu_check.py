@@ -619,8 +619,11 @@ def simulation_file(recipe: str, precision: str) -> str:
 
 def default_recipes(device: torch.device, quick: bool) -> list:
     if device.type == 'cpu' and quick:
+        # the toy of each head family but Mask2Former's instances (its 20 synthetic objects an
+        # image take minutes a step on 2 cores)
         return [osp.join(REPO, 'configs', 'toy', name) for name in
-                ('maskrcnn_coatnet-pico_toy.py', 'upernet_coatnet-pico_toy.py')]
+                ('maskrcnn_coatnet-pico_toy.py', 'upernet_coatnet-pico_toy.py',
+                 'dino_coatnet-pico_toy.py', 'mask2former_coatnet-pico_toy.py')]
     # the recipes whose simulated figures are the docs' tables (DINO and Mask2Former among them);
     # the 1x and windowed configs run by --recipes
     return [config for config in sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
