@@ -26,7 +26,7 @@ from mmcoatnet.deployment.onnx_export import (
 from mmcoatnet.torch_compat import DYNAMO_ONNX_EXPORT
 from mmcoatnet.utils.cli import load_config
 
-from helpers import TOY_DET, TOY_SEG, needs_torch, run_tool
+from helpers import TOY_DET, TOY_DINO, TOY_MASK2FORMER, TOY_SEG, needs_torch, run_tool
 
 # none a multiple of 32, and none the size the files are traced at (64x96)
 SIZES = [(97, 61), (224, 224), (333, 517)]
@@ -73,6 +73,23 @@ def check_every_size(model, path, segmentor):
     else:
         assert [s[2:] for s in result['output_shapes']] == [
             [84, 130], [42, 65], [21, 33], [11, 17], [6, 9]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config, what', [(TOY_DINO, 'backbone'), (TOY_MASK2FORMER, 'segmentor')],
+                         ids=['dino-features', 'mask2former-segmentor'])
+def test_query_head_models_export_at_any_size(tmp_path_factory, config, what):
+    """DINO's backbone + ChannelMapper (named by running it: ChannelMapper has no num_outs) and the
+    whole Mask2Former segmentor, mmcv's deformable attention in the graph, one file each."""
+    model, path = exported(tmp_path_factory, config, what)
+    session = onnx_session(path)
+    for size in SIZES[1:]:
+        result = compare_with_torch(model, session, size, batch=1)
+        assert max(result['max_abs_diff']) < 1e-4, (size, result)
+    if what == 'segmentor':
+        assert result['output_shapes'] == [[1, 4, 333, 517]]  # background and 3 shapes
+    else:  # S2-S4 and the neck's extra level: strides 8-64
+        assert [s[2:] for s in result['output_shapes']] == [[42, 65], [21, 33], [11, 17], [6, 9]]
 
 
 def test_windowed_backbone_is_windowed(toy_windowed_features):
