@@ -3,7 +3,8 @@
 # CoAtNet from scratch and a shrunk head that learns on 2 cores: the recipe's Mask2Former,
 # Mask2FormerHead, MSDeformAttnPixelDecoder and MaskFormerFusionHead, narrower, with fewer layers,
 # queries and points; trained by epochs, as the other toy detectors.
-_base_ = ['../mask2former_coatnet0_lsj-50e_coco.py', './_base_/toy-coatnet.py']
+_base_ = ['../mask2former_coatnet0_lsj-50e_coco.py', './_base_/toy-coatnet.py',
+          './_base_/toy-mask2former.py']
 
 data_root = 'data/toy_coco/'
 metainfo = dict(classes=('circle', 'square', 'triangle'),
@@ -11,8 +12,6 @@ metainfo = dict(classes=('circle', 'square', 'triangle'),
 image_size = (128, 128)
 num_classes = 3
 num_queries = 20  # the recipe's 100: a toy image holds 1-4 shapes
-width = 64  # the recipe's 256: pixel decoder, queries and masks
-ffn_channels = 256  # the recipe's 1024 (pixel decoder) and 2048 (transformer decoder)
 
 model = dict(
     data_preprocessor=dict(batch_augments=[
@@ -21,22 +20,13 @@ model = dict(
     backbone={{_base_.toy_backbone}},
     panoptic_head=dict(
         in_channels={{_base_.toy_channels}},
-        feat_channels=width,
-        out_channels=width,
+        feat_channels={{_base_.toy_mask2former_width}},
+        out_channels={{_base_.toy_mask2former_width}},
         num_things_classes=num_classes,
         num_queries=num_queries,
-        pixel_decoder=dict(
-            encoder=dict(
-                num_layers=1,  # the recipe's 6
-                layer_cfg=dict(self_attn_cfg=dict(embed_dims=width),
-                               ffn_cfg=dict(embed_dims=width, feedforward_channels=ffn_channels))),
-            positional_encoding=dict(num_feats=width // 2)),
-        positional_encoding=dict(num_feats=width // 2),
-        transformer_decoder=dict(
-            num_layers=3,  # the recipe's 9: one round over the 3 levels
-            layer_cfg=dict(self_attn_cfg=dict(embed_dims=width),
-                           cross_attn_cfg=dict(embed_dims=width),
-                           ffn_cfg=dict(embed_dims=width, feedforward_channels=ffn_channels))),
+        pixel_decoder={{_base_.toy_mask2former_pixel_decoder}},
+        positional_encoding={{_base_.toy_mask2former_positional_encoding}},
+        transformer_decoder={{_base_.toy_mask2former_transformer_decoder}},
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),  # the no-object class last
     panoptic_fusion_head=dict(num_things_classes=num_classes),
     # the recipe's 12544 points per mask outnumber the pixels of a 128x128 image's masks (32x32)

@@ -2,7 +2,8 @@
 # ADE20K's folder layout (tools/make_toy_data.py): background and three shape classes, 128x128
 # crops, a small CoAtNet from scratch and a shrunk head that learns on 2 cores: the recipe's
 # Mask2FormerHead and MSDeformAttnPixelDecoder, narrower, with fewer layers, queries and points.
-_base_ = ['../mask2former_coatnet0_ade20k.py', './_base_/toy-coatnet.py']
+_base_ = ['../mask2former_coatnet0_ade20k.py', './_base_/toy-coatnet.py',
+          './_base_/toy-mask2former.py']
 
 data_root = 'data/toy_ade'
 crop_size = (128, 128)
@@ -12,30 +13,19 @@ metainfo = dict(classes=('background', 'circle', 'square', 'triangle'),
 # The toy classes are not ADE20K's 150, so the generic dataset reads the same folder layout.
 dataset_settings = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
                         img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True)
-width = 64  # the recipe's 256: pixel decoder, queries and masks
-ffn_channels = 256  # the recipe's 1024 (pixel decoder) and 2048 (transformer decoder)
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone={{_base_.toy_backbone}},
     decode_head=dict(
         in_channels={{_base_.toy_channels}},
-        feat_channels=width,
-        out_channels=width,
+        feat_channels={{_base_.toy_mask2former_width}},
+        out_channels={{_base_.toy_mask2former_width}},
         num_classes=num_classes,
         num_queries=10,  # the recipe's 100
-        pixel_decoder=dict(
-            encoder=dict(
-                num_layers=1,  # the recipe's 6
-                layer_cfg=dict(self_attn_cfg=dict(embed_dims=width),
-                               ffn_cfg=dict(embed_dims=width, feedforward_channels=ffn_channels))),
-            positional_encoding=dict(num_feats=width // 2)),
-        positional_encoding=dict(num_feats=width // 2),
-        transformer_decoder=dict(
-            num_layers=3,  # the recipe's 9: one round over the 3 levels
-            layer_cfg=dict(self_attn_cfg=dict(embed_dims=width),
-                           cross_attn_cfg=dict(embed_dims=width),
-                           ffn_cfg=dict(embed_dims=width, feedforward_channels=ffn_channels))),
+        pixel_decoder={{_base_.toy_mask2former_pixel_decoder}},
+        positional_encoding={{_base_.toy_mask2former_positional_encoding}},
+        transformer_decoder={{_base_.toy_mask2former_transformer_decoder}},
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]),  # the no-object class last
         # the recipe's 12544 points per mask outnumber the pixels of a 128x128 crop's masks (32x32)
         train_cfg=dict(num_points=32 * 32)))
